@@ -76,6 +76,14 @@ impl<'a> Fields<'a> {
         (!node.is_null()).then_some(node)
     }
 
+    /// Where the key `name` is written: unsupported fields are reported there.
+    pub fn key_pos(&self, name: &str) -> Option<Pos> {
+        self.entries
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, _, pos)| *pos)
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.entries.iter().any(|(n, _, _)| *n == name)
     }

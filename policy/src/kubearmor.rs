@@ -114,9 +114,10 @@ fn meta(inh: &Inherited) -> RuleMeta {
 }
 
 fn unsupported(f: &mut Fields<'_>, key: &str, why: &str, diags: &mut Diagnostics) {
-    if let Some(n) = f.get(key) {
+    if f.get(key).is_some() {
+        let pos = f.key_pos(key).unwrap_or(f.pos);
         diags.error_hint(
-            n.pos,
+            pos,
             &f.field_path(key),
             format!("`{key}` cannot be honoured by Palisade"),
             why.to_string(),
