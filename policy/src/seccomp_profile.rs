@@ -708,7 +708,10 @@ mod tests {
             let specs = runtime_default().filter_specs(&BTreeSet::new());
             // The allowlist, and clone3 -> ENOSYS for workloads without CAP_SYS_ADMIN.
             assert_eq!(specs.len(), 2);
-            assert!(specs[0].compile(arch).unwrap().is_some_and(|p| p.len() > 300));
+            assert!(specs[0]
+                .compile(arch)
+                .unwrap()
+                .is_some_and(|p| p.len() > 300));
             assert!(specs[1].rules.contains_key("clone3"));
             assert!(specs[1].compile(arch).unwrap().is_some());
         }

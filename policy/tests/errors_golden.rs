@@ -74,7 +74,10 @@ fn ports_and_host_bits() {
 fn yaml_syntax_errors_have_a_position() {
     let out = rendered("apiVersion: palisade.dev/v1\nkind: [Policy\n");
     assert_eq!(out.len(), 1);
-    assert!(out[0].starts_with("p.yaml:3:1: error: YAML syntax:"), "{out:?}");
+    assert!(
+        out[0].starts_with("p.yaml:3:1: error: YAML syntax:"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -82,7 +85,9 @@ fn unsupported_kubearmor_fields_are_errors_not_dropped() {
     let source = "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorPolicy\nmetadata: {name: k}\nspec:\n  process:\n    matchPatterns:\n      - pattern: /tmp/*\n    matchPaths:\n      - path: /bin/sh\n        fromSource: [{path: /bin/bash}]\n  action: Block\n";
     let out = rendered(source);
     assert_eq!(out.len(), 2, "{out:#?}");
-    assert!(out[0].starts_with("p.yaml:6:5: error: spec.process.matchPatterns: `matchPatterns` cannot be honoured"));
+    assert!(out[0].starts_with(
+        "p.yaml:6:5: error: spec.process.matchPatterns: `matchPatterns` cannot be honoured"
+    ));
     assert!(out[1].starts_with("p.yaml:10:9: error: spec.process.matchPaths[0].fromSource: `fromSource` cannot be honoured"));
 }
 
@@ -90,8 +95,16 @@ fn unsupported_kubearmor_fields_are_errors_not_dropped() {
 fn oci_notify_action_is_refused() {
     let source = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_NOTIFY"}], "listenerPath": "/run/agent.sock"}"#;
     let out = rendered(source);
-    assert!(out.iter().any(|l| l.contains("SCMP_ACT_NOTIFY cannot be honoured")), "{out:#?}");
-    assert!(out.iter().any(|l| l.contains("`listenerPath` cannot be honoured")), "{out:#?}");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("SCMP_ACT_NOTIFY cannot be honoured")),
+        "{out:#?}"
+    );
+    assert!(
+        out.iter()
+            .any(|l| l.contains("`listenerPath` cannot be honoured")),
+        "{out:#?}"
+    );
 }
 
 #[test]
@@ -102,7 +115,10 @@ fn overlapping_rules_are_warnings() {
     let loaded = load_str(&source, &LoadOptions::default());
     assert!(!loaded.diags.has_errors());
     let warnings: Vec<_> = loaded.diags.warnings().map(|d| d.message.clone()).collect();
-    assert_eq!(warnings, vec!["`/a` has conflicting rules; on a tie deny wins"]);
+    assert_eq!(
+        warnings,
+        vec!["`/a` has conflicting rules; on a tie deny wins"]
+    );
 }
 
 #[test]
@@ -110,5 +126,8 @@ fn limits_are_enforced() {
     let long = format!("/{}", "a".repeat(5000));
     let source = format!("{HEAD}spec:\n  process:\n    deny: [{{path: {long}}}]\n");
     let out = rendered(&source);
-    assert!(out[0].contains("path is 5001 bytes long; the limit is 4096"), "{out:?}");
+    assert!(
+        out[0].contains("path is 5001 bytes long; the limit is 4096"),
+        "{out:?}"
+    );
 }

@@ -5,7 +5,8 @@ use palisade_policy::plan::{Plan, RuleVerdict};
 use palisade_policy::{load_str, LoadOptions};
 
 fn plan(spec: &str) -> Plan {
-    let source = format!("apiVersion: palisade.dev/v1\nkind: Policy\nmetadata: {{name: t}}\nspec:\n{spec}");
+    let source =
+        format!("apiVersion: palisade.dev/v1\nkind: Policy\nmetadata: {{name: t}}\nspec:\n{spec}");
     let loaded = load_str(&source, &LoadOptions::default());
     assert!(!loaded.diags.has_errors(), "{:#?}", loaded.diags.items);
     loaded.policies[0].compile().expect("compiles")
@@ -34,7 +35,9 @@ fn non_recursive_directories_cover_direct_entries_only() {
 
 #[test]
 fn audit_mode_turns_denials_into_audits() {
-    let p = plan("  mode: audit\n  file:\n    rules: [{path: /etc/shadow, access: [read], action: deny}]\n");
+    let p = plan(
+        "  mode: audit\n  file:\n    rules: [{path: /etc/shadow, access: [read], action: deny}]\n",
+    );
     assert_eq!(p.file[0].verdict, RuleVerdict::Audit);
     assert!(p.seccomp_filters(&Default::default(), true).is_empty());
 }
@@ -45,11 +48,29 @@ fn ipv4_rules_are_stored_v4_mapped_and_enclosing_prefixes_are_inherited() {
         "  network:\n    egress:\n      default: deny\n      allow: [{cidr: 10.0.0.0/8, ports: [443], protocol: tcp}]\n      deny: [{cidr: 10.1.0.0/16, ports: [22]}]\n",
     );
     let e = p.egress.unwrap();
-    let inner = e.prefixes.iter().find(|x| x.prefix_len == 112).expect("/16 as v4-mapped");
-    assert_eq!(&inner.addr[..12], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
-    let inner_ports: Vec<_> = e.ports.iter().filter(|x| x.group == inner.group).map(|x| (x.protocol, x.port, x.verdict)).collect();
-    assert!(inner_ports.contains(&(6, 443, RuleVerdict::Allow)), "{inner_ports:?}");
-    assert!(inner_ports.contains(&(0, 22, RuleVerdict::Deny)), "{inner_ports:?}");
+    let inner = e
+        .prefixes
+        .iter()
+        .find(|x| x.prefix_len == 112)
+        .expect("/16 as v4-mapped");
+    assert_eq!(
+        &inner.addr[..12],
+        &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+    );
+    let inner_ports: Vec<_> = e
+        .ports
+        .iter()
+        .filter(|x| x.group == inner.group)
+        .map(|x| (x.protocol, x.port, x.verdict))
+        .collect();
+    assert!(
+        inner_ports.contains(&(6, 443, RuleVerdict::Allow)),
+        "{inner_ports:?}"
+    );
+    assert!(
+        inner_ports.contains(&(0, 22, RuleVerdict::Deny)),
+        "{inner_ports:?}"
+    );
 }
 
 #[test]
@@ -77,7 +98,16 @@ fn kubearmor_allow_becomes_an_allowlist() {
     assert!(!loaded.diags.has_errors(), "{:#?}", loaded.diags.items);
     let p = loaded.policies[0].compile().unwrap();
     assert_eq!(p.exec.default, palisade_policy::model::DefaultAction::Deny);
-    assert_eq!(p.decide_file("/data/x", Access::Read).unwrap().verdict, RuleVerdict::Allow);
-    assert_eq!(p.decide_file("/data/x", Access::Write).unwrap().verdict, RuleVerdict::Deny);
-    assert_eq!(p.decide_file("/etc/passwd", Access::Read).unwrap().verdict, RuleVerdict::Deny);
+    assert_eq!(
+        p.decide_file("/data/x", Access::Read).unwrap().verdict,
+        RuleVerdict::Allow
+    );
+    assert_eq!(
+        p.decide_file("/data/x", Access::Write).unwrap().verdict,
+        RuleVerdict::Deny
+    );
+    assert_eq!(
+        p.decide_file("/etc/passwd", Access::Read).unwrap().verdict,
+        RuleVerdict::Deny
+    );
 }

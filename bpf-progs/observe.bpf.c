@@ -1,0 +1,82 @@
+/* Evidence for the in-process layers. Landlock and seccomp refuse inside the
+ * kernel without telling user space; these two raw tracepoints report a
+ * watched syscall of the workload that fails with EACCES or EPERM, with the
+ * path it named. User space attributes it to a rule of the plan. */
+
+#define EPERM 1
+#define EACCES 13
+#define PAL_MAX_SYSCALL 512
+
+/* Syscall number -> index (0-5) of its path argument + 1, or 7 for "watch, no path". */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PAL_MAX_SYSCALL);
+	__type(key, __u32);
+	__type(value, __u8);
+} watched_syscalls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);  /* tid */
+	__type(value, __u64); /* user pointer to the path argument */
+} pending_paths SEC(".maps");
+
+static __always_inline __u64 arg_of(struct pt_regs *regs, __u8 index)
+{
+	switch (index) {
+	case 0: return PT_REGS_PARM1_CORE_SYSCALL(regs);
+	case 1: return PT_REGS_PARM2_CORE_SYSCALL(regs);
+	case 2: return PT_REGS_PARM3_CORE_SYSCALL(regs);
+	default: return 0;
+	}
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(pal_sys_enter, struct pt_regs *regs, long id)
+{
+	if (id < 0 || id >= PAL_MAX_SYSCALL)
+		return 0;
+	__u32 nr = id;
+	__u8 *watch = bpf_map_lookup_elem(&watched_syscalls, &nr);
+	if (!watch || *watch == 0 || *watch > 6)
+		return 0;
+	struct pal_config *cfg = get_config();
+	if (!cfg || !in_workload(cfg))
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 ptr = arg_of(regs, *watch - 1);
+	bpf_map_update_elem(&pending_paths, &tid, &ptr, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(pal_sys_exit, struct pt_regs *regs, long ret)
+{
+	long id = BPF_CORE_READ(regs, orig_ax);
+	if (id < 0 || id >= PAL_MAX_SYSCALL)
+		return 0;
+	__u32 nr = id;
+	__u8 *watch = bpf_map_lookup_elem(&watched_syscalls, &nr);
+	if (!watch || *watch == 0)
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *ptr = bpf_map_lookup_elem(&pending_paths, &tid);
+	__u64 path = ptr ? *ptr : 0;
+	if (ptr)
+		bpf_map_delete_elem(&pending_paths, &tid);
+	if (ret != -EACCES && ret != -EPERM)
+		return 0;
+	struct pal_config *cfg = get_config();
+	if (!cfg || !in_workload(cfg))
+		return 0;
+	struct pal_event *ev = event_start(PAL_EV_SYSCALL, PAL_DENY, PAL_NO_RULE);
+	if (!ev)
+		return 0;
+	ev->ret = ret;
+	ev->syscall = nr;
+	if (path)
+		bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const void *)path);
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
