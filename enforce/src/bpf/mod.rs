@@ -37,6 +37,18 @@ const SOCKET_PROGRAMS: &[&str] = &[
 ];
 const TRACING_PROGRAMS: &[&str] = &["pal_exec_guard", "pal_sys_enter", "pal_sys_exit"];
 
+/// libbpf's own messages go to `tracing` (debug), not straight to stderr:
+/// probing a missing feature is expected and is reported by `palisade check`.
+pub fn route_libbpf_logs() {
+    fn forward(level: libbpf_rs::PrintLevel, msg: String) {
+        match level {
+            libbpf_rs::PrintLevel::Warn => tracing::debug!(target: "libbpf", "{}", msg.trim_end()),
+            _ => tracing::trace!(target: "libbpf", "{}", msg.trim_end()),
+        }
+    }
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, forward)));
+}
+
 pub fn pin_dir(workload_id: &str) -> PathBuf {
     Path::new(PIN_ROOT).join(workload_id)
 }

@@ -97,6 +97,7 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PALISADE_LOG"))
         .with_writer(std::io::stderr)
         .init();
+    palisade_enforce::bpf::route_libbpf_logs();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(PolicyCommand::Validate { files }) => policy_cmd::validate(&files),

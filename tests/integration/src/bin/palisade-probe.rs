@@ -1,0 +1,101 @@
+//! The attacker inside a confined workload. Each verb tries one thing and
+//! exits 0 when it worked, or prints the error and exits 1. Tests run it
+//! without a policy (the attack must work) and with one (it must not).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    println!("DENIED {what}: {e}");
+    std::process::exit(1)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    match arg(0).as_str() {
+        "read" => match std::fs::File::open(arg(1)).and_then(|mut f| {
+            let mut s = String::new();
+            f.read_to_string(&mut s).map(|_| s)
+        }) {
+            Ok(s) => println!("OK read {} bytes", s.len()),
+            Err(e) => fail("read", e),
+        },
+        "write" => match std::fs::OpenOptions::new()
+            .append(true)
+            .open(arg(1))
+            .and_then(|mut f| f.write_all(b"attacker ALL=(ALL) NOPASSWD: ALL\n"))
+        {
+            Ok(()) => println!("OK write"),
+            Err(e) => fail("write", e),
+        },
+        "connect" => {
+            let addr: SocketAddr = arg(1).parse().unwrap_or_else(|e| fail("address", e));
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                Ok(_) => println!("OK connect {addr}"),
+                Err(e) => fail("connect", e),
+            }
+        }
+        "sendto" => {
+            let addr: SocketAddr = arg(1).parse().unwrap_or_else(|e| fail("address", e));
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| fail("bind", e));
+            match sock.send_to(b"exfil", addr) {
+                Ok(_) => println!("OK sendto {addr}"),
+                Err(e) => fail("sendto", e),
+            }
+        }
+        "raw-socket" => {
+            // SAFETY: plain socket(2) call; the fd is closed right after.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+            if fd < 0 {
+                fail("raw socket", std::io::Error::last_os_error());
+            }
+            // SAFETY: fd was just returned by socket(2).
+            unsafe { libc::close(fd) };
+            println!("OK raw socket");
+        }
+        "euid" => {
+            let euid = nix::unistd::geteuid();
+            println!("EUID {euid}");
+            if !euid.is_root() {
+                std::process::exit(1);
+            }
+        }
+        "setuid" => {
+            let uid = nix::unistd::Uid::from_raw(arg(1).parse().unwrap_or(65534));
+            match nix::unistd::setresuid(uid, uid, uid) {
+                Ok(()) => println!("OK setuid {uid}"),
+                Err(e) => fail("setuid", e),
+            }
+        }
+        "exec" => {
+            let e = std::process::Command::new(arg(1)).args(&args[2..]).exec();
+            fail("exec", e);
+        }
+        "ptrace" => {
+            // SAFETY: PTRACE_TRACEME takes no pointers.
+            let r = unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+            if r != 0 {
+                fail("ptrace", std::io::Error::last_os_error());
+            }
+            println!("OK ptrace");
+        }
+        "later" => {
+            // For the supervisor-crash test: wait, then try, and record the outcome.
+            std::thread::sleep(Duration::from_millis(arg(1).parse().unwrap_or(1000)));
+            let addr: SocketAddr = arg(2).parse().unwrap_or_else(|e| fail("address", e));
+            let outcome = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                Ok(_) => "OK".to_string(),
+                Err(e) => format!("DENIED {e}"),
+            };
+            let _ = std::fs::write(arg(3), &outcome);
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        other => {
+            eprintln!("palisade-probe: unknown verb `{other}`");
+            std::process::exit(2);
+        }
+    }
+}
