@@ -11,7 +11,7 @@
 #include "palisade.h"
 
 _Static_assert(sizeof(struct pal_config) == 24, "pal_config layout");
-_Static_assert(sizeof(struct pal_event) == 256, "pal_event layout");
+_Static_assert(sizeof(struct pal_event) == 264, "pal_event layout");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

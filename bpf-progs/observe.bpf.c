@@ -7,7 +7,8 @@
 #define EACCES 13
 #define PAL_MAX_SYSCALL 512
 
-/* Syscall number -> index (0-5) of its path argument + 1, or 7 for "watch, no path". */
+/* Syscall number -> what to keep at entry: 1-3 the path in argument 0-2,
+ * 7 nothing, 9-11 the value of argument 0-2 (e.g. a socket type). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, PAL_MAX_SYSCALL);
@@ -19,8 +20,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);  /* tid */
-	__type(value, __u64); /* user pointer to the path argument */
-} pending_paths SEC(".maps");
+	__type(value, __u64); /* the kept argument: a user pointer or a value */
+} pending_args SEC(".maps");
 
 static __always_inline __u64 arg_of(struct pt_regs *regs, __u8 index)
 {
@@ -39,14 +40,15 @@ int BPF_PROG(pal_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	__u32 nr = id;
 	__u8 *watch = bpf_map_lookup_elem(&watched_syscalls, &nr);
-	if (!watch || *watch == 0 || *watch > 6)
+	if (!watch || *watch == 0 || *watch == 7 || *watch > 11)
 		return 0;
 	struct pal_config *cfg = get_config();
 	if (!cfg || !in_workload(cfg))
 		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__u64 ptr = arg_of(regs, *watch - 1);
-	bpf_map_update_elem(&pending_paths, &tid, &ptr, BPF_ANY);
+	__u8 index = *watch >= 9 ? *watch - 9 : *watch - 1;
+	__u64 arg = arg_of(regs, index);
+	bpf_map_update_elem(&pending_args, &tid, &arg, BPF_ANY);
 	return 0;
 }
 
@@ -61,10 +63,10 @@ int BPF_PROG(pal_sys_exit, struct pt_regs *regs, long ret)
 	if (!watch || *watch == 0)
 		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__u64 *ptr = bpf_map_lookup_elem(&pending_paths, &tid);
-	__u64 path = ptr ? *ptr : 0;
-	if (ptr)
-		bpf_map_delete_elem(&pending_paths, &tid);
+	__u64 *kept = bpf_map_lookup_elem(&pending_args, &tid);
+	__u64 arg = kept ? *kept : 0;
+	if (kept)
+		bpf_map_delete_elem(&pending_args, &tid);
 	if (ret != -EACCES && ret != -EPERM)
 		return 0;
 	struct pal_config *cfg = get_config();
@@ -75,8 +77,10 @@ int BPF_PROG(pal_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	ev->ret = ret;
 	ev->syscall = nr;
-	if (path)
-		bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const void *)path);
+	if (*watch >= 9)
+		ev->arg = arg;
+	else if (arg)
+		bpf_probe_read_user_str(ev->path, sizeof(ev->path), (const void *)arg);
 	bpf_ringbuf_submit(ev, 0);
 	return 0;
 }

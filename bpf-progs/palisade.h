@@ -90,6 +90,7 @@ struct pal_event {
 	__u8 addr[16];  /* v4-mapped for IPv4 */
 	__u64 dev;
 	__u64 ino;
+	__u64 arg;      /* observer: the syscall argument it was asked to keep */
 	char comm[16];
 	char path[PAL_PATH_LEN];
 };

@@ -275,6 +275,21 @@ impl Attributor<'_> {
     fn attribute_syscall(&self, raw: &RawEvent, mut ev: Event) -> Option<Event> {
         const EACCES: i32 = -13;
         const EPERM: i32 = -1;
+        if raw.ret == EPERM && raw.syscall == libc::SYS_socket as u32 {
+            // The kernel checks CAP_NET_RAW before any BPF hook runs.
+            const SOCK_TYPE_MASK: u64 = 0xf;
+            if raw.arg & SOCK_TYPE_MASK != libc::SOCK_RAW as u64
+                || self.plan.privileges.cap_drop.is_empty()
+            {
+                return None;
+            }
+            ev.layer = Some("caps".into());
+            ev.operation = Some("capability".into());
+            ev.access = Some("socket".into());
+            ev.target = Some("raw socket (CAP_NET_RAW)".into());
+            ev.rule_id = Some("privileges.capabilities".into());
+            return Some(ev);
+        }
         if raw.ret == EPERM {
             let (_, name) = self
                 .denied_syscalls

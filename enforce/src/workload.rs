@@ -95,6 +95,8 @@ fn watched_syscalls(denied: &[(u32, String)]) -> (BTreeMap<u32, u8>, Vec<u32>) {
         m.insert(nr as u32, arg);
     }
     execve.push(libc::SYS_execveat as u32);
+    // socket(2) keeps its type: a raw socket refused for lack of CAP_NET_RAW is reported.
+    m.insert(libc::SYS_socket as u32, 10);
     for (nr, _) in denied {
         m.entry(*nr).or_insert(7);
     }

@@ -113,7 +113,7 @@ impl Diagnostics {
 
     /// Sorted by position so that output reads top to bottom like the file.
     pub fn sorted(mut self) -> Vec<Diagnostic> {
-        self.items.sort_by(|a, b| a.pos.cmp(&b.pos));
+        self.items.sort_by_key(|d| d.pos);
         self.items
     }
 }

@@ -439,6 +439,9 @@ fn contains(outer: &([u8; 16], u8), inner: &([u8; 16], u8)) -> bool {
     rem == 0 || (outer.0[full] >> (8 - rem)) == (inner.0[full] >> (8 - rem))
 }
 
+/// (protocol, port) -> (verdict, rule index) for one prefix group.
+type PortTable = BTreeMap<(u8, u16), (RuleVerdict, u32)>;
+
 fn build_egress(e: &Egress, soften: &dyn Fn(RuleVerdict) -> RuleVerdict) -> EgressTable {
     let mut rules = BTreeSet::new();
     for (list, base) in [(&e.allow, RuleVerdict::Allow), (&e.deny, RuleVerdict::Deny)] {
@@ -482,15 +485,15 @@ fn build_egress(e: &Egress, soften: &dyn Fn(RuleVerdict) -> RuleVerdict) -> Egre
     let mut prefixes: Vec<([u8; 16], u8)> = rules.iter().map(|r| mapped(&r.cidr)).collect();
     prefixes.sort();
     prefixes.dedup();
-    let mut entries_of: BTreeMap<usize, BTreeMap<(u8, u16), (RuleVerdict, u32)>> = BTreeMap::new();
+    let mut entries_of: BTreeMap<usize, PortTable> = BTreeMap::new();
     for (gi, prefix) in prefixes.iter().enumerate() {
         let mut enclosing: Vec<&([u8; 16], u8)> =
             prefixes.iter().filter(|p| contains(p, prefix)).collect();
         // Least specific first, so more specific prefixes overwrite.
         enclosing.sort_by_key(|p| p.1);
-        let mut table: BTreeMap<(u8, u16), (RuleVerdict, u32)> = BTreeMap::new();
+        let mut table = PortTable::new();
         for enc in enclosing {
-            let mut own: BTreeMap<(u8, u16), (RuleVerdict, u32)> = BTreeMap::new();
+            let mut own = PortTable::new();
             for (ri, r) in rules.iter().enumerate() {
                 if mapped(&r.cidr) != *enc {
                     continue;

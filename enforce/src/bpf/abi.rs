@@ -91,12 +91,13 @@ pub struct RawEvent {
     pub addr: [u8; 16],
     pub dev: u64,
     pub ino: u64,
+    pub arg: u64,
     pub comm: [u8; 16],
     pub path: [u8; PATH_LEN],
 }
 
 const _: () = assert!(std::mem::size_of::<Config>() == 24);
-const _: () = assert!(std::mem::size_of::<RawEvent>() == 256);
+const _: () = assert!(std::mem::size_of::<RawEvent>() == 264);
 const _: () = assert!(std::mem::size_of::<PrefixKey>() == 20);
 const _: () = assert!(std::mem::size_of::<PortKey>() == 8);
 const _: () = assert!(std::mem::size_of::<InodeKey>() == 16);

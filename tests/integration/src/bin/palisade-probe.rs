@@ -82,6 +82,13 @@ fn main() {
             }
             println!("OK ptrace");
         }
+        "listen" => {
+            // Test and demo listeners on loopback: accept and close, forever.
+            let l = std::net::TcpListener::bind(arg(1)).unwrap_or_else(|e| fail("listen", e));
+            for c in l.incoming() {
+                drop(c);
+            }
+        }
         "later" => {
             // For the supervisor-crash test: wait, then try, and record the outcome.
             std::thread::sleep(Duration::from_millis(arg(1).parse().unwrap_or(1000)));

@@ -1,0 +1,56 @@
+# Palisade: build, bpf, install, test, bench, demo.
+PREFIX ?= /usr/local
+CARGO ?= cargo
+BINS := palisade containerd-shim-palisade-v2
+
+.PHONY: all build bpf install test test-unit test-integration lint bench bench-smoke demo fuzz deps clean
+
+all: build
+
+## deps: system packages every other target needs (Debian; run as root).
+deps:
+	scripts/install-deps.sh
+
+## build: release binaries in target/release/.
+build:
+	$(CARGO) build --release --workspace
+
+## bpf: the BPF objects on their own (cargo builds them too, through enforce/build.rs).
+bpf:
+	mkdir -p target/bpf
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > target/bpf/vmlinux.h
+	for o in palisade probe_lsm; do \
+	  clang -g -O2 -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -Itarget/bpf -Ibpf-progs \
+	    -c bpf-progs/$$o.bpf.c -o target/bpf/$$o.bpf.o || exit 1; done
+
+install: build
+	install -d $(PREFIX)/bin
+	for b in $(BINS); do [ -x target/release/$$b ] && install -m 0755 target/release/$$b $(PREFIX)/bin/$$b || true; done
+
+## test: everything, as root: unit, property and golden tests, then the real-kernel suites.
+test: lint
+	$(CARGO) build --workspace
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench -p palisade-policy --bench compile
+
+bench-smoke:
+	$(CARGO) bench -p palisade-policy --bench compile -- --warm-up-time 0.1 --measurement-time 0.2
+
+## demo: confined workloads trying the attack table, and what was blocked.
+demo:
+	$(CARGO) build --workspace
+	scripts/demo.sh
+
+## fuzz: the policy loader under libFuzzer for FUZZ_SECONDS (needs `cargo install cargo-fuzz`).
+FUZZ_SECONDS ?= 600
+fuzz:
+	cd policy/fuzz && $(CARGO) fuzz run -s none load_and_compile -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096
+
+clean:
+	$(CARGO) clean
