@@ -48,6 +48,54 @@ impl WorkloadCgroup {
         Self::open(root, workload_id)
     }
 
+    /// A container's v2 cgroup at the same relative path its runtime uses
+    /// (runc puts `/default/<id>` at `<v2>/default/<id>` on hybrid hosts too).
+    /// Returns the directories this call created, deepest last, to remove on delete.
+    pub fn ensure_at(root: &Path, relative: &str) -> Result<(Self, Vec<PathBuf>), EnforceError> {
+        let relative = relative.trim_start_matches('/');
+        if relative.is_empty() || relative.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(EnforceError::Io {
+                op: "cgroup path",
+                path: PathBuf::from(relative),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a normal relative path",
+                ),
+            });
+        }
+        let mut created = Vec::new();
+        let mut path = root.to_path_buf();
+        for component in relative.split('/') {
+            path.push(component);
+            match std::fs::create_dir(&path) {
+                Ok(()) => created.push(path.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("create cgroup", &path)(e)),
+            }
+        }
+        let cg = Self::open_path(root, path)?;
+        Ok((cg, created))
+    }
+
+    pub fn open_path(root: &Path, path: PathBuf) -> Result<Self, EnforceError> {
+        let meta = std::fs::metadata(&path).map_err(io("stat cgroup", &path))?;
+        let level = path
+            .strip_prefix(root)
+            .map(|rel| rel.components().count() as u32)
+            .unwrap_or(2);
+        Ok(Self {
+            path,
+            id: meta.ino(),
+            level,
+        })
+    }
+
+    /// Moves a process (and so its future children) into this cgroup.
+    pub fn add_pid(&self, pid: i32) -> Result<(), EnforceError> {
+        let p = self.path.join("cgroup.procs");
+        std::fs::write(&p, pid.to_string()).map_err(io("move process into", &p))
+    }
+
     pub fn open(root: &Path, workload_id: &str) -> Result<Self, EnforceError> {
         let path = path_for(root, workload_id);
         let meta = std::fs::metadata(&path).map_err(io("stat cgroup", &path))?;
@@ -83,8 +131,19 @@ impl WorkloadCgroup {
             .collect()
     }
 
-    /// Kills what is left and removes the directory (and the subtree when empty).
-    pub fn remove(&self) -> Result<(), EnforceError> {
+    /// Kills what is left and removes the directories `ensure_at` created, deepest first.
+    pub fn remove_created(&self, created: &[PathBuf]) -> Result<(), EnforceError> {
+        if created.is_empty() {
+            return Ok(());
+        }
+        self.kill_all();
+        for dir in created.iter().rev() {
+            remove_dir_retrying(dir)?;
+        }
+        Ok(())
+    }
+
+    fn kill_all(&self) {
         for attempt in 0..50 {
             let pids = self.pids();
             if pids.is_empty() {
@@ -102,30 +161,35 @@ impl WorkloadCgroup {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let mut last = None;
-        for _ in 0..50 {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => {
-                    last = None;
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    last = None;
-                    break;
-                }
-                Err(e) => {
-                    last = Some(e);
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
-        if let Some(e) = last {
-            return Err(io("remove cgroup", &self.path)(e));
-        }
+    }
+
+    /// Kills what is left and removes the directory (and the subtree when empty).
+    pub fn remove(&self) -> Result<(), EnforceError> {
+        self.kill_all();
+        remove_dir_retrying(&self.path)?;
         if let Some(parent) = self.path.parent() {
             // Another workload may still use the subtree; then it stays.
             let _ = std::fs::remove_dir(parent);
         }
         Ok(())
+    }
+}
+
+/// rmdir on a cgroup fails with EBUSY for a moment after its last process exits.
+fn remove_dir_retrying(dir: &Path) -> Result<(), EnforceError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    match last {
+        Some(e) => Err(io("remove cgroup", dir)(e)),
+        None => Ok(()),
     }
 }

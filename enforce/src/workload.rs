@@ -103,6 +103,37 @@ fn watched_syscalls(denied: &[(u32, String)]) -> (BTreeMap<u32, u8>, Vec<u32>) {
     (m, execve)
 }
 
+/// What the denial observer watches for a plan, and how to name what it sees.
+pub struct ObserverTables {
+    pub denied_syscalls: Vec<(u32, String)>,
+    pub watched: BTreeMap<u32, u8>,
+    pub execve_nrs: Vec<u32>,
+}
+
+pub fn observer_tables(plan: &Plan, host: &HostLayers, seccomp_applied: bool) -> ObserverTables {
+    let setid_by_seccomp = plan.privileges.block_setuid && !host.has(Layer::BpfLsm);
+    let mut denied_syscalls: Vec<(u32, String)> = Vec::new();
+    if seccomp_applied {
+        let names = plan
+            .seccomp
+            .deny
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(SETID_SYSCALLS.iter().copied().filter(|_| setid_by_seccomp));
+        for name in names {
+            if let Some(nr) = seccomp_layer::syscall_number(name) {
+                denied_syscalls.push((nr, name.to_string()));
+            }
+        }
+    }
+    let (watched, execve_nrs) = watched_syscalls(&denied_syscalls);
+    ObserverTables {
+        denied_syscalls,
+        watched,
+        execve_nrs,
+    }
+}
+
 pub fn prepare(spec: &WorkloadSpec<'_>, host: &HostLayers) -> Result<Confinement, EnforceError> {
     if !valid_id(&spec.id) {
         return Err(EnforceError::BadId(spec.id.clone()));
@@ -125,21 +156,11 @@ pub fn prepare(spec: &WorkloadSpec<'_>, host: &HostLayers) -> Result<Confinement
     } else {
         None
     };
-    let mut denied_syscalls: Vec<(u32, String)> = Vec::new();
-    if seccomp.is_some() {
-        let names = plan
-            .seccomp
-            .deny
-            .iter()
-            .map(|r| r.name.as_str())
-            .chain(SETID_SYSCALLS.iter().copied().filter(|_| setid_by_seccomp));
-        for name in names {
-            if let Some(nr) = seccomp_layer::syscall_number(name) {
-                denied_syscalls.push((nr, name.to_string()));
-            }
-        }
-    }
-    let (syscalls, execve_nrs) = watched_syscalls(&denied_syscalls);
+    let ObserverTables {
+        denied_syscalls,
+        watched: syscalls,
+        execve_nrs,
+    } = observer_tables(plan, host, seccomp.is_some());
 
     let cgroup = WorkloadCgroup::create(&cgroup_root, &spec.id)?;
     let result = (|| {

@@ -1,4 +1,10 @@
-//! The `palisade` command line and (later) the containerd shim. Thin: parsing
-//! arguments and printing; the work is in `palisade-policy` and `palisade-enforce`.
+//! The `palisade` command line and the `containerd-shim-palisade-v2` shim.
+//! Thin: argument parsing, the Task service and the runtime helper; the work
+//! is in `palisade-policy` and `palisade-enforce`.
 
 pub mod cli;
+pub mod config;
+pub mod container;
+pub mod policy_source;
+pub mod runtime;
+pub mod service;

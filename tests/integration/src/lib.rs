@@ -1,6 +1,8 @@
 //! Shared harness for the end-to-end tests: where the binaries are, scratch
 //! directories, loopback listeners, and counting what the kernel still holds.
 
+pub mod containerd;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,255 @@
+//! The runtime helper: `containerd-shim-palisade-v2 palisade-runtime VERB ...`.
+//!
+//! libcontainer forks; forking from the shim's multi-threaded ttrpc server
+//! is unsafe (runwasi and youki hit deadlocks), so the shim runs its own
+//! binary as a short-lived, single-threaded helper for every call that
+//! creates processes, as the runc shim runs runc.
+
+pub mod executor;
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::syscall::syscall::SyscallType;
+use palisade_policy::plan::Plan;
+use palisade_policy::seccomp_profile::SeccompProfile;
+use serde::Deserialize;
+
+use executor::PalisadeExecutor;
+
+pub const VERB: &str = "palisade-runtime";
+
+/// Arguments as `--key value` pairs after the verb.
+struct Args(Vec<String>);
+
+impl Args {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .position(|a| a == key)
+            .and_then(|i| self.0.get(i + 1))
+            .map(String::as_str)
+    }
+    fn need(&self, key: &str) -> Result<&str> {
+        self.get(key).with_context(|| format!("missing {key}"))
+    }
+    fn flag(&self, key: &str) -> bool {
+        self.0.iter().any(|a| a == key)
+    }
+}
+
+/// Entry point for helper mode; returns the process exit code.
+pub fn main(argv: &[String]) -> i32 {
+    let args = Args(argv.get(1..).map(|a| a.to_vec()).unwrap_or_default());
+    let verb = argv.first().map(String::as_str).unwrap_or_default();
+    let result = match verb {
+        "create" => create(&args),
+        "start" => start(&args),
+        "exec" => exec(&args),
+        "delete" => delete(&args),
+        other => Err(anyhow::anyhow!("unknown helper verb `{other}`")),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e:#}");
+            1
+        }
+    }
+}
+
+/// FIFOs from containerd: opening read-write never blocks on a missing peer.
+fn open_stdio(path: Option<&str>, input: bool) -> Result<Option<OwnedFd>> {
+    let Some(p) = path.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let f = if input {
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(p)
+            .with_context(|| format!("open stdin {p}"))?;
+        let flags = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)?;
+        let mut oflags = nix::fcntl::OFlag::from_bits_truncate(flags);
+        oflags.remove(nix::fcntl::OFlag::O_NONBLOCK);
+        nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(oflags))?;
+        f
+    } else {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .with_context(|| format!("open {p}"))?
+    };
+    Ok(Some(f.into()))
+}
+
+/// The plan the shim compiled, recompiled here from the same document; the
+/// digest must match, so what is enforced is what was validated and recorded.
+fn load_plan(args: &Args) -> Result<Option<Plan>> {
+    let Some(path) = args.get("--policy") else {
+        return Ok(None);
+    };
+    let loaded =
+        palisade_policy::load_file(Path::new(path)).with_context(|| format!("read {path}"))?;
+    if loaded.diags.has_errors() || loaded.policies.len() != 1 {
+        bail!("policy {path} no longer validates");
+    }
+    let plan = loaded.policies[0].compile()?;
+    let want = args.need("--digest")?;
+    if plan.digest != want {
+        bail!(
+            "policy digest changed between validation ({want}) and use ({})",
+            plan.digest
+        );
+    }
+    Ok(Some(plan))
+}
+
+/// The spec's seccomp profile in Palisade's model; a profile that cannot be
+/// honoured stops the container (libcontainer would silently drop it).
+pub fn spec_seccomp(spec: &Spec) -> Result<Option<SeccompProfile>> {
+    let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let json = serde_json::to_string(seccomp)?;
+    let docs =
+        palisade_policy::yaml::parse_documents(&json).map_err(|e| anyhow::anyhow!(e.message))?;
+    let mut diags = palisade_policy::Diagnostics::default();
+    let profile = docs.first().and_then(|d| {
+        palisade_policy::seccomp_profile::decode_profile(d, "linux.seccomp", &mut diags)
+    });
+    if diags.has_errors() {
+        let msgs: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        bail!(
+            "the spec's seccomp profile cannot be honoured: {}",
+            msgs.join("; ")
+        );
+    }
+    Ok(profile)
+}
+
+fn executor(args: &Args, spec: &Spec, cgroup_procs_fd: Option<i32>) -> Result<PalisadeExecutor> {
+    Ok(PalisadeExecutor {
+        plan: load_plan(args)?,
+        spec_seccomp: spec_seccomp(spec)?,
+        setid_by_seccomp: !args.flag("--bpf-lsm"),
+        cgroup_procs_fd,
+    })
+}
+
+fn builder(args: &Args) -> Result<ContainerBuilder> {
+    let mut b = ContainerBuilder::new(args.need("--id")?.to_string(), SyscallType::default())
+        .with_root_path(args.need("--root")?)?;
+    if let Some(fd) = open_stdio(args.get("--stdin"), true)? {
+        b = b.with_stdin(fd);
+    }
+    if let Some(fd) = open_stdio(args.get("--stdout"), false)? {
+        b = b.with_stdout(fd);
+    }
+    if let Some(fd) = open_stdio(args.get("--stderr"), false)? {
+        b = b.with_stderr(fd);
+    }
+    Ok(b)
+}
+
+fn create(args: &Args) -> Result<()> {
+    let bundle = PathBuf::from(args.need("--bundle")?);
+    let spec = Spec::load(bundle.join("config.json")).context("read config.json")?;
+    let exec = executor(args, &spec, None)?;
+    let container = builder(args)?
+        .with_executor(exec)
+        .as_init(&bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .context("create container")?;
+    let pid = container.pid().context("container has no init pid")?;
+    println!("{pid}");
+    Ok(())
+}
+
+fn load(args: &Args) -> Result<Container> {
+    let root = PathBuf::from(args.need("--root")?).join(args.need("--id")?);
+    Container::load(root).context("load container state")
+}
+
+fn start(args: &Args) -> Result<()> {
+    load(args)?.start().context("start container")?;
+    Ok(())
+}
+
+fn delete(args: &Args) -> Result<()> {
+    let root = PathBuf::from(args.need("--root")?).join(args.need("--id")?);
+    if !root.exists() {
+        return Ok(());
+    }
+    load(args)?.delete(true).context("delete container")?;
+    Ok(())
+}
+
+/// The OCI `Process` of an exec request, as containerd sends it (JSON).
+#[derive(Deserialize)]
+struct ExecProcess {
+    args: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    user: Option<ExecUser>,
+    #[serde(default, rename = "noNewPrivileges")]
+    no_new_privileges: bool,
+}
+
+#[derive(Deserialize)]
+struct ExecUser {
+    #[serde(default)]
+    uid: u32,
+    #[serde(default)]
+    gid: u32,
+}
+
+fn exec(args: &Args) -> Result<()> {
+    let container = load(args)?;
+    let process: ExecProcess = serde_json::from_slice(
+        &std::fs::read(args.need("--process")?).context("read process spec")?,
+    )?;
+    let spec = Spec::load(container.bundle().join("config.json")).context("read config.json")?;
+    let procs: Option<File> = args
+        .get("--cgroup-procs")
+        .map(|p| {
+            OpenOptions::new()
+                .write(true)
+                .open(p)
+                .with_context(|| format!("open {p}"))
+        })
+        .transpose()?;
+    let exec = executor(args, &spec, procs.map(|f| f.into_raw_fd()))?;
+    let env = process
+        .env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let pid = builder(args)?
+        .with_executor(exec)
+        .as_tenant()
+        .with_container_args(process.args)
+        .with_env(env)
+        .with_cwd(process.cwd.map(PathBuf::from))
+        .with_user(process.user.as_ref().map(|u| u.uid))
+        .with_group(process.user.as_ref().map(|u| u.gid))
+        .with_no_new_privs(process.no_new_privileges)
+        .with_detach(true)
+        .build()
+        .context("exec in container")?;
+    println!("{pid}");
+    Ok(())
+}

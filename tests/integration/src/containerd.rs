@@ -1,0 +1,350 @@
+//! A private containerd for tests (own root, state, socket; never the
+//! system's), a test image built from busybox-static, and `ctr` helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::{bin_dir, probe};
+
+pub const IMAGE: &str = "docker.io/library/palisade-test:latest";
+pub const RUNTIME: &str = "io.containerd.palisade.v2";
+
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub namespace: String,
+    child: Child,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Files a dynamically linked binary needs, from ldd.
+fn shared_libraries(bin: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(bin).output().expect("ldd");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with('/'))
+                .map(PathBuf::from)
+        })
+        .collect()
+}
+
+fn copy_into(rootfs: &Path, host_path: &Path, image_path: &Path) {
+    let dest = rootfs.join(image_path.strip_prefix("/").unwrap_or(image_path));
+    std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(host_path, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", host_path.display()));
+}
+
+/// Writes an OCI image layout archive with busybox, the probe and a few
+/// files the attacks go after; `label` ends up as an image config label.
+pub fn build_image(dir: &Path, label_policy: Option<&str>) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    let _ = std::fs::remove_dir_all(&rootfs);
+    std::fs::create_dir_all(rootfs.join("bin")).expect("mkdir");
+    copy_into(
+        &rootfs,
+        Path::new("/bin/busybox"),
+        Path::new("/bin/busybox"),
+    );
+    for applet in [
+        "sh", "cat", "echo", "id", "sleep", "nc", "wget", "ls", "kill", "true", "false", "env",
+        "su",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).expect("symlink");
+    }
+    let probe_bin = probe();
+    copy_into(&rootfs, &probe_bin, Path::new("/usr/local/bin/probe"));
+    copy_into(&rootfs, &probe_bin, Path::new("/usr/local/bin/app"));
+    for lib in shared_libraries(&probe_bin) {
+        let real = std::fs::canonicalize(&lib).expect("lib");
+        copy_into(&rootfs, &real, &lib);
+    }
+    for (path, text) in [
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        ),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+        (
+            "etc/shadow",
+            "root:$6$palisade-test-secret:19000:0:99999:7:::\n",
+        ),
+        ("etc/sudoers", "root ALL=(ALL) ALL\n"),
+        ("var/run/secrets/token", "s3cr3t-service-account-token\n"),
+    ] {
+        let p = rootfs.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+    }
+    std::fs::create_dir_all(rootfs.join("tmp")).expect("tmp");
+    let layout = dir.join("layout");
+    let _ = std::fs::remove_dir_all(&layout);
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    let layer = dir.join("layer.tar");
+    run_ok(
+        Command::new("tar")
+            .args([
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--sort=name",
+                "--mtime=@0",
+                "-C",
+            ])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&layer)
+            .arg("."),
+        "tar layer",
+    );
+    let layer_bytes = std::fs::read(&layer).expect("layer");
+    let layer_digest = sha256_hex(&layer_bytes);
+    std::fs::write(blobs.join(&layer_digest), &layer_bytes).expect("blob");
+    let mut labels = serde_json::Map::new();
+    if let Some(p) = label_policy {
+        labels.insert("palisade.dev/policy".into(), p.into());
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/bin:/bin"], "Cmd": ["/bin/sh"], "Labels": labels},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+    });
+    let config_bytes = serde_json::to_vec(&config).expect("config");
+    let config_digest = sha256_hex(&config_bytes);
+    std::fs::write(blobs.join(&config_digest), &config_bytes).expect("blob");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config_bytes.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_digest}"), "size": layer_bytes.len()}],
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest");
+    let manifest_digest = sha256_hex(&manifest_bytes);
+    std::fs::write(blobs.join(&manifest_digest), &manifest_bytes).expect("blob");
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_digest}"),
+            "size": manifest_bytes.len(),
+            "annotations": {"io.containerd.image.name": IMAGE, "org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("index"),
+    )
+    .expect("index");
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("layout");
+    let archive = dir.join("image.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-cf")
+            .arg(&archive)
+            .arg("."),
+        "tar image",
+    );
+    archive
+}
+
+impl Containerd {
+    /// Starts containerd (CRI disabled) with the Palisade shim on its PATH and
+    /// a node config pointing events, state and policies into `dir`.
+    pub fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("palisade-ctrd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("policies")).expect("dir");
+        let socket = dir.join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\n[grpc]\n  address = \"{1}\"\n\n[ttrpc]\n  address = \"{1}.ttrpc\"\n",
+            dir.display(),
+            socket.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).expect("config");
+        std::fs::write(
+            dir.join("palisade.toml"),
+            format!(
+                "policy_dir = \"{0}/policies\"\nevents_path = \"{0}/events.jsonl\"\nstate_dir = \"{0}/palisade-state\"\n",
+                dir.display()
+            ),
+        )
+        .expect("node config");
+        let path = format!(
+            "{}:{}",
+            bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::File::create(dir.join("containerd.log")).expect("log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            .env("PALISADE_CONFIG", dir.join("palisade.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd (apt-get install containerd)");
+        let c = Self {
+            dir,
+            socket,
+            namespace: format!("pal-it-{}", std::process::id()),
+            child,
+        };
+        let start = Instant::now();
+        while c.ctr(&["version"]).status.code() != Some(0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "containerd did not come up: see {}",
+                c.dir.join("containerd.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .arg("60")
+            .arg("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .arg("--namespace")
+            .arg(&self.namespace)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ctr")
+    }
+
+    pub fn import_image(&self, archive: &Path) {
+        let out = self.ctr(&["images", "import", &archive.display().to_string()]);
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.events_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("palisade-state")
+    }
+
+    /// `ctr run --rm` with the Palisade runtime; annotations as `k=v`.
+    pub fn run(
+        &self,
+        id: &str,
+        annotations: &[(&str, &str)],
+        extra: &[&str],
+        cmd: &[&str],
+    ) -> Output {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--rm".into(),
+            "--runtime".into(),
+            RUNTIME.into(),
+        ];
+        for (k, v) in annotations {
+            args.push("--annotation".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(IMAGE.into());
+        args.push(id.into());
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ctr(&refs)
+    }
+
+    pub fn shim_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmd.contains("containerd-shim-palisade-v2") && cmd.contains(&self.namespace) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Tasks first, so shims exit and release what they hold.
+        let tasks = self.ctr(&["tasks", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&tasks.stdout).lines() {
+            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = self.ctr(&["tasks", "delete", "-f", id]);
+        }
+        let containers = self.ctr(&["containers", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&containers.stdout).lines() {
+            let _ = self.ctr(&["containers", "delete", id]);
+        }
+        for pid in self.shim_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        // Whatever is still mounted under our root goes, deepest first.
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if std::env::var_os("PALISADE_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
