@@ -26,7 +26,7 @@ pub enum EnforceError {
     Seccomp(String),
     #[error("capabilities: {0}")]
     Caps(String),
-    #[error("workload id `{0}` is not valid: use letters, digits, `-`, `_` and `.` (at most 128)")]
+    #[error("workload id `{0}` is not valid: use letters, digits, `-` and `_` (at most 128)")]
     BadId(String),
     #[error("workload `{0}` is already confined on this host")]
     AlreadyExists(String),

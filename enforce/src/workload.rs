@@ -58,13 +58,13 @@ pub struct Confinement {
     pub state_path: PathBuf,
 }
 
+/// Ids name bpffs pins, which may not contain a dot.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !id.starts_with('.')
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
 }
 
 /// Syscalls whose EACCES/EPERM the observer reports, with their path argument.

@@ -168,9 +168,10 @@ pub fn container_dir(settings: &NodeSettings, namespace: &str, id: &str) -> Path
         .join(id)
 }
 
-/// The id pins and status use: unique across namespaces.
+/// The id pins and status use: unique across namespaces. bpffs refuses
+/// names with a dot (EPERM), and namespaces such as `k8s.io` have one.
 fn workload_id(namespace: &str, id: &str) -> String {
-    format!("{namespace}.{id}")
+    format!("{namespace}-{id}").replace('.', "_")
 }
 
 /// Runs the runtime helper; returns its stdout. Exits are collected through

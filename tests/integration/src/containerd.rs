@@ -291,6 +291,16 @@ impl Containerd {
         self.ctr(&refs)
     }
 
+    /// SIGSTOP/SIGCONT containerd, to see what holds while nothing supervises a container.
+    pub fn pause(&self, paused: bool) {
+        let sig = if paused {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig);
+    }
+
     pub fn shim_pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
