@@ -199,8 +199,7 @@ fn helper(args: &[String]) -> Result<String> {
     if code != 0 {
         let reason = err
             .lines()
-            .filter(|l| !l.trim().is_empty() && !l.contains(" WARN ") && !l.contains(" INFO "))
-            .last()
+            .rfind(|l| !l.trim().is_empty() && !l.contains(" WARN ") && !l.contains(" INFO "))
             .unwrap_or("runtime helper failed")
             .to_string();
         bail!("{reason}");

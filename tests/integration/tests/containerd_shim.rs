@@ -295,7 +295,7 @@ fn killing_the_shim_leaves_the_running_container_confined() {
     let running = state
         .rsplit(')')
         .next()
-        .map(|r| r.trim_start().chars().next() != Some('Z'))
+        .map(|r| !r.trim_start().starts_with('Z'))
         .unwrap_or(false);
     assert!(!running, "the container was not cleaned up: {state}");
 }
