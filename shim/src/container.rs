@@ -88,6 +88,7 @@ pub struct Proc {
     pub stdio: StdioPaths,
     /// For exec processes: the OCI Process JSON.
     pub spec: Option<Vec<u8>>,
+    pub console: Mutex<Option<Arc<crate::console::Console>>>,
 }
 
 impl Proc {
@@ -99,7 +100,20 @@ impl Proc {
             exited: Condvar::new(),
             stdio,
             spec,
+            console: Mutex::new(None),
         })
+    }
+
+    pub fn resize(&self, width: u16, height: u16) -> Result<()> {
+        let console = self
+            .console
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match console {
+            Some(c) => c.resize(width, height),
+            None => bail!("the process has no terminal"),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -153,6 +167,8 @@ pub struct Container {
     pub confined: Option<Confined>,
     pub settings: NodeSettings,
     pub bpf_lsm: bool,
+    /// The spec's cgroupsPath: where stats are read.
+    pub cgroups_path: Option<String>,
     persisted: Mutex<Persisted>,
 }
 
@@ -259,9 +275,6 @@ impl Container {
             rootfs,
             stdio,
         } = req;
-        if stdio.terminal {
-            bail!("container {id}: terminal mode (-t) is not supported by Palisade yet");
-        }
         let (spec, annotations) = read_annotations(&bundle)?;
         // Everything that can fail on user input fails before anything exists.
         let selected = policy_source::select(&annotations, &settings.policy_dir)
@@ -345,16 +358,13 @@ impl Container {
             "--bundle".into(),
             bundle.display().to_string(),
         ];
-        for (flag, path) in [
-            ("--stdin", &stdio.stdin),
-            ("--stdout", &stdio.stdout),
-            ("--stderr", &stdio.stderr),
-        ] {
-            if !path.is_empty() {
-                args.push(flag.into());
-                args.push(path.clone());
-            }
-        }
+        let console = stdio_args(
+            &mut args,
+            stdio,
+            &settings.state_dir,
+            &format!("{namespace}/{id}"),
+        )
+        .map_err(|e| anyhow!("container {id}: {e:#}"))?;
         if host.has(Layer::BpfLsm) {
             args.push("--bpf-lsm".into());
         }
@@ -400,6 +410,7 @@ impl Container {
 
         let init = Proc::new(stdio.clone(), None);
         *init.pid.lock().unwrap_or_else(|e| e.into_inner()) = init_pid;
+        *init.console.lock().unwrap_or_else(|e| e.into_inner()) = console;
         let container = Arc::new(Self {
             id: id.to_string(),
             namespace: namespace.to_string(),
@@ -409,6 +420,7 @@ impl Container {
             confined,
             settings: settings.clone(),
             bpf_lsm: host.has(Layer::BpfLsm),
+            cgroups_path: spec["linux"]["cgroupsPath"].as_str().map(str::to_string),
             persisted: Mutex::new(persisted.clone()),
         });
         watch_exit(container.init.clone(), init_pid, exits);
@@ -580,16 +592,10 @@ impl Container {
         std::fs::write(&process_file, proc.spec.as_deref().unwrap_or_default())?;
         let mut args = self.helper_common("exec");
         args.extend(["--process".into(), process_file.display().to_string()]);
-        for (flag, path) in [
-            ("--stdin", &proc.stdio.stdin),
-            ("--stdout", &proc.stdio.stdout),
-            ("--stderr", &proc.stdio.stderr),
-        ] {
-            if !path.is_empty() {
-                args.push(flag.into());
-                args.push(path.clone());
-            }
-        }
+        let key = format!("{}/{}/{exec_id}", self.namespace, self.id);
+        let console = stdio_args(&mut args, &proc.stdio, &self.settings.state_dir, &key)
+            .map_err(|e| anyhow!("container {}: exec {exec_id}: {e:#}", self.id))?;
+        *proc.console.lock().unwrap_or_else(|e| e.into_inner()) = console;
         if self.bpf_lsm {
             args.push("--bpf-lsm".into());
         }
@@ -695,6 +701,34 @@ impl Container {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// The helper's stdio flags: a console socket in terminal mode (the pty is
+/// then the process's stdio), containerd's FIFOs otherwise.
+fn stdio_args(
+    args: &mut Vec<String>,
+    stdio: &StdioPaths,
+    state_dir: &Path,
+    key: &str,
+) -> Result<Option<Arc<crate::console::Console>>> {
+    if stdio.terminal {
+        let sock = crate::console::socket_path(state_dir, key);
+        let console =
+            crate::console::Console::listen(&sock, stdio.stdin.clone(), stdio.stdout.clone())?;
+        args.extend(["--console-socket".into(), sock.display().to_string()]);
+        return Ok(Some(console));
+    }
+    for (flag, path) in [
+        ("--stdin", &stdio.stdin),
+        ("--stdout", &stdio.stdout),
+        ("--stderr", &stdio.stderr),
+    ] {
+        if !path.is_empty() {
+            args.push(flag.into());
+            args.push(path.clone());
+        }
+    }
+    Ok(None)
 }
 
 fn save(dir: &Path, p: &Persisted) -> Result<()> {

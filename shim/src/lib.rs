@@ -4,7 +4,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod container;
 pub mod policy_source;
 pub mod runtime;
 pub mod service;
+pub mod stats;

@@ -415,6 +415,54 @@ impl containerd_shim::Task for Service {
         Ok(api::Empty::new())
     }
 
+    fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let c = self.get(&req.id)?;
+        let proc = if req.exec_id.is_empty() {
+            c.init.clone()
+        } else {
+            c.exec_proc(&req.exec_id)
+                .ok_or_else(|| not_found(&req.exec_id))?
+        };
+        proc.resize(req.width as u16, req.height as u16)
+            .map_err(|e| rpc_error(format!("{e:#}")))?;
+        Ok(api::Empty::new())
+    }
+
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        let c = self.get(&req.id)?;
+        let path = c.cgroups_path.clone().ok_or_else(|| {
+            rpc_error(format!("container {}: no cgroupsPath in its spec", req.id))
+        })?;
+        let stats = crate::stats::metrics(&path).map_err(|e| rpc_error(format!("{e:#}")))?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(stats),
+            ..Default::default()
+        })
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        let c = self.get(&req.id)?;
+        let path = c.cgroups_path.clone().ok_or_else(|| {
+            rpc_error(format!("container {}: no cgroupsPath in its spec", req.id))
+        })?;
+        let value = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        crate::stats::update(&path, &value)
+            .map_err(|e| rpc_error(format!("container {}: update: {e:#}", req.id)))?;
+        Ok(api::Empty::new())
+    }
+
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
         // Stdin FIFOs belong to the container's processes; closing ours is all there is.
         self.get(&req.id)?;

@@ -65,9 +65,16 @@ pub fn main(argv: &[String]) -> i32 {
 }
 
 /// FIFOs from containerd: opening read-write never blocks on a missing peer.
+/// A stream containerd does not ask for is /dev/null, so the helper's own
+/// pipes never reach the container (the shim reads them to the end).
 fn open_stdio(path: Option<&str>, input: bool) -> Result<Option<OwnedFd>> {
     let Some(p) = path.filter(|p| !p.is_empty()) else {
-        return Ok(None);
+        let null = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .context("open /dev/null")?;
+        return Ok(Some(null.into()));
     };
     let f = if input {
         let f = OpenOptions::new()
@@ -147,6 +154,10 @@ fn executor(args: &Args, spec: &Spec, cgroup_procs_fd: Option<i32>) -> Result<Pa
 fn builder(args: &Args) -> Result<ContainerBuilder> {
     let mut b = ContainerBuilder::new(args.need("--id")?.to_string(), SyscallType::default())
         .with_root_path(args.need("--root")?)?;
+    if let Some(sock) = args.get("--console-socket") {
+        // The pty becomes the process's stdio.
+        return Ok(b.with_console_socket(Some(sock)));
+    }
     if let Some(fd) = open_stdio(args.get("--stdin"), true)? {
         b = b.with_stdin(fd);
     }
@@ -206,6 +217,8 @@ struct ExecProcess {
     user: Option<ExecUser>,
     #[serde(default, rename = "noNewPrivileges")]
     no_new_privileges: bool,
+    #[serde(default)]
+    terminal: bool,
 }
 
 #[derive(Deserialize)]
@@ -238,6 +251,9 @@ fn exec(args: &Args) -> Result<()> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    if process.terminal && args.get("--console-socket").is_none() {
+        bail!("exec asks for a terminal but no console socket was given");
+    }
     let pid = builder(args)?
         .with_executor(exec)
         .as_tenant()

@@ -209,6 +209,14 @@ fn exec_and_kill_work_and_exec_is_confined_like_the_init() {
         .expect("denial from the exec'd process");
     assert_eq!(denial["rule_id"], "mining-pool");
     assert_eq!(denial["comm"], "probe");
+    // Metrics come from the container's cgroup.
+    let m = c.ctr(&["tasks", "metrics", "exec-test"]);
+    assert!(m.status.success(), "{}", out(&m));
+    assert!(
+        stdout(&m).contains("memory.usage_in_bytes") || stdout(&m).contains("memory.usage"),
+        "{}",
+        out(&m)
+    );
     // ctr task kill ends the task (PID 1 without a handler only yields to SIGKILL, as with runc).
     let k = c.ctr(&["tasks", "kill", "-s", "SIGKILL", "exec-test"]);
     assert!(k.status.success(), "{}", out(&k));
@@ -354,4 +362,29 @@ fn fifty_cycles_leave_nothing_behind() {
         })
         .unwrap_or(0);
     assert_eq!(state, 0, "status files left behind");
+}
+
+#[test]
+fn terminal_mode_gives_the_process_a_tty() {
+    let c = ctrd();
+    // ctr -t needs a terminal of its own: `script` gives it one, as a user's shell would.
+    let inner = format!(
+        "ctr --address {} --namespace {} run -t --rm --runtime {} {} tty-test sh -c 'tty; echo term-ok'",
+        c.socket.display(),
+        c.namespace,
+        palisade_integration::containerd::RUNTIME,
+        palisade_integration::containerd::IMAGE
+    );
+    let o = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let text = stdout(&o);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        text.contains("/dev/pts/") || text.contains("/dev/console"),
+        "{text}"
+    );
+    assert!(text.contains("term-ok"), "{text}");
 }
