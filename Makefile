@@ -42,8 +42,13 @@ bench:
 bench-smoke:
 	$(CARGO) bench -p palisade-policy --bench compile -- --warm-up-time 0.1 --measurement-time 0.2
 
-## demo: confined workloads trying the attack table, and what was blocked.
+## demo: a private containerd runs the attack table under runc and under Palisade.
 demo:
+	$(CARGO) build --workspace
+	target/debug/palisade-demo
+
+## demo-host: the same attacks as plain processes under `palisade run`.
+demo-host:
 	$(CARGO) build --workspace
 	scripts/demo.sh
 

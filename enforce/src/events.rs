@@ -174,6 +174,19 @@ fn apply_rule(ev: &mut Event, rule: &RuleInfo) {
     ev.message = rule.message.clone();
 }
 
+/// Whether the process still has CAP_NET_RAW in its effective set (unknown: assume yes).
+fn holds_net_raw(pid: u32) -> bool {
+    const CAP_NET_RAW: u32 = 13;
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_none_or(|eff| eff & (1 << CAP_NET_RAW) != 0)
+}
+
 /// CLOCK_REALTIME - CLOCK_MONOTONIC, to date kernel timestamps.
 pub fn clock_offset_ns() -> i128 {
     let rt = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).ok();
@@ -278,9 +291,8 @@ impl Attributor<'_> {
         if raw.ret == EPERM && raw.syscall == libc::SYS_socket as u32 {
             // The kernel checks CAP_NET_RAW before any BPF hook runs.
             const SOCK_TYPE_MASK: u64 = 0xf;
-            if raw.arg & SOCK_TYPE_MASK != libc::SOCK_RAW as u64
-                || self.plan.privileges.cap_drop.is_empty()
-            {
+            if raw.arg & SOCK_TYPE_MASK != libc::SOCK_RAW as u64 || holds_net_raw(raw.pid) {
+                // With CAP_NET_RAW the refusal came from the socket program, which reported it.
                 return None;
             }
             ev.layer = Some("caps".into());

@@ -170,8 +170,59 @@ fn builder(args: &Args) -> Result<ContainerBuilder> {
     Ok(b)
 }
 
+/// The policy's privileges, written into the spec libcontainer applies: every
+/// capability set narrowed to what the policy keeps, and no_new_privs.
+fn narrow_spec(config: &Path, plan: &Plan) -> Result<()> {
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config).context("read config.json")?)?;
+    let process = spec
+        .get_mut("process")
+        .and_then(|p| p.as_object_mut())
+        .context("config.json has no process")?;
+    if plan.privileges.no_new_privileges {
+        process.insert("noNewPrivileges".into(), serde_json::Value::Bool(true));
+    }
+    if let Some(caps) = process
+        .get_mut("capabilities")
+        .and_then(|c| c.as_object_mut())
+    {
+        let bounding: std::collections::BTreeSet<String> = caps
+            .get("bounding")
+            .and_then(|b| b.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let keep = plan.effective_caps(&bounding);
+        for set in caps.values_mut() {
+            if let Some(list) = set.as_array_mut() {
+                list.retain(|c| c.as_str().is_some_and(|c| keep.contains(c)));
+            }
+        }
+    }
+    std::fs::write(config, serde_json::to_vec_pretty(&spec)?).context("write config.json")?;
+    Ok(())
+}
+
+/// The capabilities an exec'd process keeps: the container's, narrowed by the policy.
+fn exec_capabilities(spec: &Spec, plan: Option<&Plan>) -> Option<Vec<String>> {
+    let plan = plan?;
+    let value = serde_json::to_value(spec.process().as_ref()?.capabilities().as_ref()?).ok()?;
+    let bounding: std::collections::BTreeSet<String> = value["bounding"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    Some(plan.effective_caps(&bounding).into_iter().collect())
+}
+
 fn create(args: &Args) -> Result<()> {
     let bundle = PathBuf::from(args.need("--bundle")?);
+    if let Some(plan) = load_plan(args)? {
+        narrow_spec(&bundle.join("config.json"), &plan)?;
+    }
     let spec = Spec::load(bundle.join("config.json")).context("read config.json")?;
     let exec = executor(args, &spec, None)?;
     let container = builder(args)?
@@ -245,6 +296,12 @@ fn exec(args: &Args) -> Result<()> {
         })
         .transpose()?;
     let exec = executor(args, &spec, procs.map(|f| f.into_raw_fd()))?;
+    let caps = exec_capabilities(&spec, exec.plan.as_ref());
+    let no_new_privs = process.no_new_privileges
+        || exec
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.privileges.no_new_privileges);
     let env = process
         .env
         .iter()
@@ -254,15 +311,17 @@ fn exec(args: &Args) -> Result<()> {
     if process.terminal && args.get("--console-socket").is_none() {
         bail!("exec asks for a terminal but no console socket was given");
     }
-    let pid = builder(args)?
-        .with_executor(exec)
-        .as_tenant()
+    let mut tenant = builder(args)?.with_executor(exec).as_tenant();
+    if let Some(caps) = caps {
+        tenant = tenant.with_capabilities(caps);
+    }
+    let pid = tenant
         .with_container_args(process.args)
         .with_env(env)
         .with_cwd(process.cwd.map(PathBuf::from))
         .with_user(process.user.as_ref().map(|u| u.uid))
         .with_group(process.user.as_ref().map(|u| u.gid))
-        .with_no_new_privs(process.no_new_privileges)
+        .with_no_new_privs(no_new_privs)
         .with_detach(true)
         .build()
         .context("exec in container")?;

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::{bin_dir, probe};
 
 pub const IMAGE: &str = "docker.io/library/palisade-test:latest";
+/// The same image, configured to run as nobody (image config `User`).
+pub const IMAGE_NOBODY: &str = "docker.io/library/palisade-test-nobody:latest";
 pub const RUNTIME: &str = "io.containerd.palisade.v2";
 
 pub struct Containerd {
@@ -54,6 +56,19 @@ fn copy_into(rootfs: &Path, host_path: &Path, image_path: &Path) {
 /// Writes an OCI image layout archive with busybox, the probe and a few
 /// files the attacks go after; `label` ends up as an image config label.
 pub fn build_image(dir: &Path, label_policy: Option<&str>) -> PathBuf {
+    build_named_image(dir, IMAGE, None, label_policy)
+}
+
+/// As `build_image`, with another name and optionally a `User` in the image config.
+pub fn build_named_image(
+    dir: &Path,
+    name: &str,
+    user: Option<&str>,
+    label_policy: Option<&str>,
+) -> PathBuf {
+    let dir = dir.join(name.rsplit('/').next().unwrap_or("image").replace(':', "-"));
+    std::fs::create_dir_all(&dir).expect("image dir");
+    let dir = dir.as_path();
     let rootfs = dir.join("rootfs");
     let _ = std::fs::remove_dir_all(&rootfs);
     std::fs::create_dir_all(rootfs.join("bin")).expect("mkdir");
@@ -71,6 +86,12 @@ pub fn build_image(dir: &Path, label_policy: Option<&str>) -> PathBuf {
     let probe_bin = probe();
     copy_into(&rootfs, &probe_bin, Path::new("/usr/local/bin/probe"));
     copy_into(&rootfs, &probe_bin, Path::new("/usr/local/bin/app"));
+    copy_into(&rootfs, &probe_bin, Path::new("/usr/local/bin/suid-helper"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let suid = rootfs.join("usr/local/bin/suid-helper");
+        std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    }
     for lib in shared_libraries(&probe_bin) {
         let real = std::fs::canonicalize(&lib).expect("lib");
         copy_into(&rootfs, &real, &lib);
@@ -124,7 +145,7 @@ pub fn build_image(dir: &Path, label_policy: Option<&str>) -> PathBuf {
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/bin:/bin"], "Cmd": ["/bin/sh"], "Labels": labels},
+        "config": {"Env": ["PATH=/usr/local/bin:/bin"], "Cmd": ["/bin/sh"], "Labels": labels, "User": user.unwrap_or("")},
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
     });
     let config_bytes = serde_json::to_vec(&config).expect("config");
@@ -145,7 +166,7 @@ pub fn build_image(dir: &Path, label_policy: Option<&str>) -> PathBuf {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": format!("sha256:{manifest_digest}"),
             "size": manifest_bytes.len(),
-            "annotations": {"io.containerd.image.name": IMAGE, "org.opencontainers.image.ref.name": "latest"},
+            "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "latest"},
         }],
     });
     std::fs::write(
@@ -273,18 +294,42 @@ impl Containerd {
         extra: &[&str],
         cmd: &[&str],
     ) -> Output {
+        self.run_with(RUNTIME, id, annotations, extra, cmd)
+    }
+
+    /// `ctr run --rm` with any runtime, e.g. `io.containerd.runc.v2` for the side-by-side peer.
+    pub fn run_with(
+        &self,
+        runtime: &str,
+        id: &str,
+        annotations: &[(&str, &str)],
+        extra: &[&str],
+        cmd: &[&str],
+    ) -> Output {
+        self.run_image(runtime, IMAGE, id, annotations, extra, cmd)
+    }
+
+    pub fn run_image(
+        &self,
+        runtime: &str,
+        image: &str,
+        id: &str,
+        annotations: &[(&str, &str)],
+        extra: &[&str],
+        cmd: &[&str],
+    ) -> Output {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--rm".into(),
             "--runtime".into(),
-            RUNTIME.into(),
+            runtime.into(),
         ];
         for (k, v) in annotations {
             args.push("--annotation".into());
             args.push(format!("{k}={v}"));
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(IMAGE.into());
+        args.push(image.into());
         args.push(id.into());
         args.extend(cmd.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -388,3 +388,30 @@ fn terminal_mode_gives_the_process_a_tty() {
     );
     assert!(text.contains("term-ok"), "{text}");
 }
+
+#[test]
+fn the_policy_capability_drop_reaches_the_container() {
+    let c = ctrd();
+    let bare = c.run("caps-bare", &[], &[], &["cat", "/proc/self/status"]);
+    assert!(
+        stdout(&bare).contains("CapEff:\t00000000a80425fb"),
+        "{}",
+        out(&bare)
+    );
+    let policy =
+        inline("  privileges:\n    capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}\n");
+    let o = c.run(
+        "caps-dropped",
+        &[("palisade.dev/policy-inline", &policy)],
+        &[],
+        &["cat", "/proc/self/status"],
+    );
+    // Only CAP_NET_BIND_SERVICE (bit 10) is left, in every set including the bounding set.
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert!(
+            stdout(&o).contains(&format!("{set}:\t0000000000000400")),
+            "{set}: {}",
+            out(&o)
+        );
+    }
+}
