@@ -31,16 +31,22 @@ install: build
 test: lint
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace --no-fail-fast
+	target/debug/palisade-bench --quick > /dev/null
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+## bench: policy compile (criterion), then Palisade against runc on this machine; writes bench/results/.
 bench:
 	$(CARGO) bench -p palisade-policy --bench compile
+	$(CARGO) build --release --workspace
+	target/release/palisade-bench
 
+## bench-smoke: a few iterations of everything, to keep `make bench` working (CI).
 bench-smoke:
-	$(CARGO) bench -p palisade-policy --bench compile -- --warm-up-time 0.1 --measurement-time 0.2
+	$(CARGO) build --workspace
+	target/debug/palisade-bench --quick
 
 ## demo: a private containerd runs the attack table under runc and under Palisade.
 demo:

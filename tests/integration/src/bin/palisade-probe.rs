@@ -82,6 +82,58 @@ fn main() {
             }
             println!("OK ptrace");
         }
+        "bench-open" => {
+            // open+close of one file, the hot path Landlock sits on.
+            let path = arg(1);
+            let n: u32 = arg(2).parse().unwrap_or(100_000);
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                drop(std::fs::File::open(&path).unwrap_or_else(|e| fail("open", e)));
+            }
+            println!(
+                "ns_per_op {}",
+                start.elapsed().as_nanos() / u128::from(n.max(1))
+            );
+        }
+        "bench-connect" => {
+            // TCP connect to a loopback listener; RST on close so ports are not exhausted.
+            let addr: SocketAddr = arg(1).parse().unwrap_or_else(|e| fail("address", e));
+            let n: u32 = arg(2).parse().unwrap_or(100_000);
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let s = TcpStream::connect(addr).unwrap_or_else(|e| fail("connect", e));
+                let _ = nix::sys::socket::setsockopt(
+                    &s,
+                    nix::sys::socket::sockopt::Linger,
+                    &libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    },
+                );
+            }
+            println!(
+                "ns_per_op {}",
+                start.elapsed().as_nanos() / u128::from(n.max(1))
+            );
+        }
+        "bench-exec" => {
+            // fork+execve+wait of a small static binary.
+            let n: u32 = arg(2).parse().unwrap_or(1000);
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let st = std::process::Command::new(arg(1))
+                    .arg("true")
+                    .status()
+                    .unwrap_or_else(|e| fail("exec", e));
+                if !st.success() {
+                    fail("exec", "non-zero exit");
+                }
+            }
+            println!(
+                "ns_per_op {}",
+                start.elapsed().as_nanos() / u128::from(n.max(1))
+            );
+        }
         "listen" => {
             // Test and demo listeners on loopback: accept and close, forever.
             let l = std::net::TcpListener::bind(arg(1)).unwrap_or_else(|e| fail("listen", e));
