@@ -15,3 +15,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# Offline validation of the Kubernetes manifests in containerd-config/ (tests).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  python3 -m pip install -q kubernetes-validate
+fi

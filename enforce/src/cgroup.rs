@@ -12,7 +12,7 @@ use crate::EnforceError;
 
 pub const SUBTREE: &str = "palisade";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WorkloadCgroup {
     pub path: PathBuf,
     /// The kernel's cgroup id: the directory's inode number on cgroup2.

@@ -34,6 +34,9 @@ pub struct Event {
     pub policy: String,
     #[serde(default)]
     pub policy_digest: String,
+    /// Where the policy came from: annotation, label, default, baseline, file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +85,7 @@ pub struct WorkloadInfo {
     pub image: Option<String>,
     pub policy: String,
     pub policy_digest: String,
+    pub policy_source: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -103,6 +107,7 @@ impl WorkloadInfo {
             image: self.image.clone(),
             policy: self.policy.clone(),
             policy_digest: self.policy_digest.clone(),
+            policy_source: self.policy_source.clone(),
             ..Default::default()
         }
     }

@@ -38,6 +38,9 @@ pub struct WorkloadState {
     pub id: String,
     pub policy: String,
     pub policy_digest: String,
+    /// annotation, label, default, baseline, or file (`palisade run`).
+    #[serde(default)]
+    pub policy_source: String,
     pub layers: BTreeMap<String, usize>,
     pub cgroup: PathBuf,
     pub pin_dir: PathBuf,
@@ -213,6 +216,11 @@ pub fn prepare(spec: &WorkloadSpec<'_>, host: &HostLayers) -> Result<Confinement
         id: spec.id.clone(),
         policy: spec.info.policy.clone(),
         policy_digest: spec.info.policy_digest.clone(),
+        policy_source: spec
+            .info
+            .policy_source
+            .clone()
+            .unwrap_or_else(|| "file".into()),
         layers: confinement.layer_counts(),
         cgroup: confinement.cgroup.path.clone(),
         pin_dir: bpf::pin_dir(&spec.id),

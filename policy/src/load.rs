@@ -300,34 +300,33 @@ fn check_limits_and_overlaps(policy: &Policy, pos: Pos, diags: &mut Diagnostics)
         }
     }
     if let Some(p) = &spec.process {
-        for a in &p.allow {
-            if p.deny.iter().any(|d| d.target == a.target) {
-                diags.warning(
-                    pos,
-                    "spec.process",
-                    format!(
-                        "`{}` is both allowed and denied; deny wins",
-                        a.target.location()
-                    ),
-                );
-            }
+        let denied: std::collections::HashSet<&Target> = p.deny.iter().map(|d| &d.target).collect();
+        for a in p.allow.iter().filter(|a| denied.contains(&a.target)) {
+            diags.warning(
+                pos,
+                "spec.process",
+                format!(
+                    "`{}` is both allowed and denied; deny wins",
+                    a.target.location()
+                ),
+            );
         }
     }
     if let Some(f) = &spec.file {
-        for (i, a) in f.rules.iter().enumerate() {
-            for b in &f.rules[i + 1..] {
-                if a.target == b.target && a.access == b.access {
-                    let note = if a.action == b.action {
-                        "is listed twice".to_string()
-                    } else {
-                        "has conflicting rules; on a tie deny wins".to_string()
-                    };
-                    diags.warning(
-                        pos,
-                        "spec.file.rules",
-                        format!("`{}` {note}", a.target.location()),
-                    );
-                }
+        let mut seen: std::collections::HashMap<(&Target, &[Access]), RuleAction> =
+            std::collections::HashMap::new();
+        for r in &f.rules {
+            if let Some(previous) = seen.insert((&r.target, r.access.as_slice()), r.action) {
+                let note = if previous == r.action {
+                    "is listed twice".to_string()
+                } else {
+                    "has conflicting rules; on a tie deny wins".to_string()
+                };
+                diags.warning(
+                    pos,
+                    "spec.file.rules",
+                    format!("`{}` {note}", r.target.location()),
+                );
             }
         }
     }

@@ -426,17 +426,16 @@ fn mapped(net: &IpNet) -> ([u8; 16], u8) {
     }
 }
 
-fn contains(outer: &([u8; 16], u8), inner: &([u8; 16], u8)) -> bool {
-    if outer.1 > inner.1 {
-        return false;
+/// The address with only its first `len` bits kept.
+fn truncate(addr: &[u8; 16], len: u8) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let full = (len / 8) as usize;
+    out[..full].copy_from_slice(&addr[..full]);
+    let rem = len % 8;
+    if rem != 0 && full < 16 {
+        out[full] = addr[full] & (0xffu8 << (8 - rem));
     }
-    let bits = outer.1 as usize;
-    let full = bits / 8;
-    if outer.0[..full] != inner.0[..full] {
-        return false;
-    }
-    let rem = bits % 8;
-    rem == 0 || (outer.0[full] >> (8 - rem)) == (inner.0[full] >> (8 - rem))
+    out
 }
 
 /// (protocol, port) -> (verdict, rule index) for one prefix group.
@@ -482,22 +481,19 @@ fn build_egress(e: &Egress, soften: &dyn Fn(RuleVerdict) -> RuleVerdict) -> Egre
 
     // One group per distinct prefix; a group's table is its own entries over
     // those inherited from every enclosing prefix (most specific first).
-    let mut prefixes: Vec<([u8; 16], u8)> = rules.iter().map(|r| mapped(&r.cidr)).collect();
-    prefixes.sort();
-    prefixes.dedup();
-    let mut entries_of: BTreeMap<usize, PortTable> = BTreeMap::new();
-    for (gi, prefix) in prefixes.iter().enumerate() {
-        let mut enclosing: Vec<&([u8; 16], u8)> =
-            prefixes.iter().filter(|p| contains(p, prefix)).collect();
-        // Least specific first, so more specific prefixes overwrite.
-        enclosing.sort_by_key(|p| p.1);
-        let mut table = PortTable::new();
-        for enc in enclosing {
+    // Enclosing prefixes are found by truncating to each shorter length and
+    // looking the result up, so the build stays linear in the rule count.
+    let mut by_prefix: BTreeMap<([u8; 16], u8), Vec<usize>> = BTreeMap::new();
+    for (ri, r) in rules.iter().enumerate() {
+        by_prefix.entry(mapped(&r.cidr)).or_default().push(ri);
+    }
+    let prefixes: Vec<([u8; 16], u8)> = by_prefix.keys().copied().collect();
+    let own_tables: BTreeMap<([u8; 16], u8), PortTable> = by_prefix
+        .iter()
+        .map(|(prefix, indices)| {
             let mut own = PortTable::new();
-            for (ri, r) in rules.iter().enumerate() {
-                if mapped(&r.cidr) != *enc {
-                    continue;
-                }
+            for &ri in indices {
+                let r = &rules[ri];
                 let proto = proto_number(r.protocol);
                 let ports: Vec<u16> = if r.ports.is_empty() {
                     vec![0]
@@ -505,19 +501,27 @@ fn build_egress(e: &Egress, soften: &dyn Fn(RuleVerdict) -> RuleVerdict) -> Egre
                     r.ports.iter().flat_map(|(a, b)| *a..=*b).collect()
                 };
                 for port in ports {
-                    let key = (proto, port);
-                    let candidate = (r.verdict, ri as u32);
                     // On a tie at the same prefix, deny beats audit beats allow.
-                    let keep = match own.get(&key) {
-                        None => true,
-                        Some((v, _)) => rank(r.verdict) > rank(*v),
-                    };
+                    let keep = own
+                        .get(&(proto, port))
+                        .is_none_or(|(v, _)| rank(r.verdict) > rank(*v));
                     if keep {
-                        own.insert(key, candidate);
+                        own.insert((proto, port), (r.verdict, ri as u32));
                     }
                 }
             }
-            table.extend(own);
+            (*prefix, own)
+        })
+        .collect();
+    let mut entries_of: BTreeMap<usize, PortTable> = BTreeMap::new();
+    for (gi, prefix) in prefixes.iter().enumerate() {
+        let mut table = PortTable::new();
+        // Least specific first, so more specific prefixes overwrite.
+        for len in 0..=prefix.1 {
+            let enclosing = (truncate(&prefix.0, len), len);
+            if let Some(own) = own_tables.get(&enclosing) {
+                table.extend(own.iter().map(|(k, v)| (*k, *v)));
+            }
         }
         entries_of.insert(gi, table);
     }

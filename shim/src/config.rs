@@ -31,6 +31,10 @@ impl NodeConfig {
             policy_dir: self.policy_dir.clone().unwrap_or(d.policy_dir),
             events_path: self.events_path.clone().unwrap_or(d.events_path),
             state_dir: self.state_dir.clone().unwrap_or(d.state_dir),
+            default_policy: self.default_policy.clone(),
+            baseline_policy: self.baseline_policy.clone(),
+            require_policy: self.require_policy,
+            allow_audit_mode: self.allow_audit_mode.unwrap_or(true),
         }
     }
 }

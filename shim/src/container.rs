@@ -32,6 +32,22 @@ pub struct NodeSettings {
     pub policy_dir: PathBuf,
     pub events_path: PathBuf,
     pub state_dir: PathBuf,
+    pub default_policy: Option<String>,
+    pub baseline_policy: Option<String>,
+    pub require_policy: bool,
+    pub allow_audit_mode: bool,
+}
+
+impl NodeSettings {
+    pub fn node_policy(&self) -> policy_source::NodePolicy {
+        policy_source::NodePolicy {
+            policy_dir: self.policy_dir.clone(),
+            default_policy: self.default_policy.clone(),
+            baseline_policy: self.baseline_policy.clone(),
+            require_policy: self.require_policy,
+            allow_audit_mode: self.allow_audit_mode,
+        }
+    }
 }
 
 impl Default for NodeSettings {
@@ -40,6 +56,10 @@ impl Default for NodeSettings {
             policy_dir: PathBuf::from(policy_source::DEFAULT_POLICY_DIR),
             events_path: PathBuf::from(palisade_enforce::events::DEFAULT_EVENTS_PATH),
             state_dir: PathBuf::from(workload::DEFAULT_STATE_DIR),
+            default_policy: None,
+            baseline_policy: None,
+            require_policy: false,
+            allow_audit_mode: true,
         }
     }
 }
@@ -66,8 +86,9 @@ pub struct Persisted {
     pub namespace: String,
     pub bundle: PathBuf,
     pub init_pid: i32,
-    pub workload_id: Option<String>,
-    pub pin_dir: Option<PathBuf>,
+    /// One per enforced policy (the workload's, the baseline).
+    pub workload_ids: Vec<String>,
+    pub pin_dirs: Vec<PathBuf>,
     pub cgroup: Option<PathBuf>,
     pub cgroup_created: Vec<PathBuf>,
     pub rootfs_mounted: bool,
@@ -164,7 +185,8 @@ pub struct Container {
     pub bundle: PathBuf,
     pub init: Arc<Proc>,
     pub execs: Mutex<HashMap<String, Arc<Proc>>>,
-    pub confined: Option<Confined>,
+    /// The workload's policy and the node baseline, each fully enforced.
+    pub confined: Vec<Confined>,
     pub settings: NodeSettings,
     pub bpf_lsm: bool,
     /// The spec's cgroupsPath: where stats are read.
@@ -240,7 +262,12 @@ fn read_annotations(bundle: &Path) -> Result<(serde_json::Value, HashMap<String,
 }
 
 /// Events name pods and containers the way CRI labels them.
-fn workload_info(id: &str, annotations: &HashMap<String, String>, plan: &Plan) -> WorkloadInfo {
+fn workload_info(
+    id: &str,
+    annotations: &HashMap<String, String>,
+    plan: &Plan,
+    origin: &str,
+) -> WorkloadInfo {
     let get = |k: &str| annotations.get(k).cloned();
     WorkloadInfo {
         container_id: id.to_string(),
@@ -251,6 +278,7 @@ fn workload_info(id: &str, annotations: &HashMap<String, String>, plan: &Plan) -
         image: get("io.kubernetes.cri.image-name"),
         policy: plan.name.clone(),
         policy_digest: plan.digest.clone(),
+        policy_source: Some(origin.to_string()),
     }
 }
 
@@ -277,19 +305,19 @@ impl Container {
         } = req;
         let (spec, annotations) = read_annotations(&bundle)?;
         // Everything that can fail on user input fails before anything exists.
-        let selected = policy_source::select(&annotations, &settings.policy_dir)
-            .map_err(|e| anyhow!("container {id}: policy: {e}"))?;
-        let plan = match &selected {
-            Some(s) => {
-                let plan = s
-                    .loaded
-                    .compile()
-                    .map_err(|e| anyhow!("container {id}: policy: {e}"))?;
-                layers::assign(&plan, host).map_err(|e| anyhow!("container {id}: {e}"))?;
-                Some(plan)
-            }
-            None => None,
-        };
+        // Image labels do not reach the spec; reading them through containerd's API is still to come.
+        let selected =
+            policy_source::select_all(&annotations, &HashMap::new(), &settings.node_policy())
+                .map_err(|e| anyhow!("container {id}: policy: {e}"))?;
+        let mut plans = Vec::new();
+        for s in &selected {
+            let plan = s
+                .loaded
+                .compile()
+                .map_err(|e| anyhow!("container {id}: policy: {e}"))?;
+            layers::assign(&plan, host).map_err(|e| anyhow!("container {id}: {e}"))?;
+            plans.push(plan);
+        }
 
         let dir = container_dir(settings, &namespace, &id);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -308,7 +336,7 @@ impl Container {
             &spec,
             &annotations,
             selected,
-            plan,
+            plans,
             settings,
             host,
             &dir,
@@ -333,8 +361,8 @@ impl Container {
         stdio: &StdioPaths,
         spec: &serde_json::Value,
         annotations: &HashMap<String, String>,
-        selected: Option<policy_source::Selected>,
-        plan: Option<Plan>,
+        selected: Vec<policy_source::Selected>,
+        plans: Vec<Plan>,
         settings: &NodeSettings,
         host: &HostLayers,
         dir: &Path,
@@ -368,8 +396,8 @@ impl Container {
         if host.has(Layer::BpfLsm) {
             args.push("--bpf-lsm".into());
         }
-        if let (Some(sel), Some(plan)) = (&selected, &plan) {
-            let policy_file = dir.join("policy.yaml");
+        for (i, (sel, plan)) in selected.iter().zip(&plans).enumerate() {
+            let policy_file = dir.join(format!("policy-{i}.yaml"));
             std::fs::write(&policy_file, &sel.source)
                 .context("write policy for the runtime helper")?;
             args.extend([
@@ -390,23 +418,26 @@ impl Container {
         persisted.init_pid = init_pid;
         save(dir, persisted)?;
 
-        let confined = match (selected, plan) {
-            (Some(sel), Some(plan)) => Some(Self::confine(
-                id,
-                namespace,
-                init_pid,
-                spec,
-                annotations,
-                sel.origin,
-                plan,
-                settings,
-                host,
-                &rootfs_dir,
-                dir,
-                persisted,
-            )?),
-            _ => None,
-        };
+        let mut confined = Vec::new();
+        if !plans.is_empty() {
+            let cgroup = Self::place(id, namespace, init_pid, spec, host, dir, persisted)?;
+            for (i, (sel, plan)) in selected.into_iter().zip(plans).enumerate() {
+                confined.push(Self::confine(
+                    id,
+                    namespace,
+                    i,
+                    &cgroup,
+                    annotations,
+                    sel.origin,
+                    plan,
+                    settings,
+                    host,
+                    &rootfs_dir,
+                    dir,
+                    persisted,
+                )?);
+            }
+        }
 
         let init = Proc::new(stdio.clone(), None);
         *init.pid.lock().unwrap_or_else(|e| e.into_inner()) = init_pid;
@@ -427,13 +458,45 @@ impl Container {
         Ok(container)
     }
 
-    /// Between create and start: the init is blocked at libcontainer's barrier.
-    #[allow(clippy::too_many_arguments)]
-    fn confine(
+    /// The container's v2 cgroup, at the same relative path as the runtime's
+    /// own (runc does the same on hybrid hosts); the init is blocked at
+    /// libcontainer's start barrier, so it is there before it runs anything.
+    fn place(
         id: &str,
         namespace: &str,
         init_pid: i32,
         spec: &serde_json::Value,
+        host: &HostLayers,
+        dir: &Path,
+        persisted: &mut Persisted,
+    ) -> Result<WorkloadCgroup> {
+        let v2 = host
+            .cgroup2
+            .clone()
+            .ok_or_else(|| anyhow!("container {id}: cgroup v2 is not mounted"))?;
+        let relative = spec["linux"]["cgroupsPath"]
+            .as_str()
+            .filter(|p| !p.is_empty() && !p.contains(':'))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("palisade/{}", workload_id(namespace, id)));
+        let (cgroup, created) = WorkloadCgroup::ensure_at(&v2, &relative)
+            .map_err(|e| anyhow!("container {id}: {e}"))?;
+        persisted.cgroup = Some(cgroup.path.clone());
+        persisted.cgroup_created = created;
+        save(dir, persisted)?;
+        cgroup
+            .add_pid(init_pid)
+            .map_err(|e| anyhow!("container {id}: {e}"))?;
+        Ok(cgroup)
+    }
+
+    /// Attaches one policy's programs to the container's cgroup.
+    #[allow(clippy::too_many_arguments)]
+    fn confine(
+        id: &str,
+        namespace: &str,
+        index: usize,
+        cgroup: &WorkloadCgroup,
         annotations: &HashMap<String, String>,
         origin: String,
         plan: Plan,
@@ -443,34 +506,18 @@ impl Container {
         dir: &Path,
         persisted: &mut Persisted,
     ) -> Result<Confined> {
-        let v2 = host
-            .cgroup2
-            .clone()
-            .ok_or_else(|| anyhow!("container {id}: cgroup v2 is not mounted"))?;
-        let wid = workload_id(namespace, id);
-        // The same relative path as the runtime's own cgroup, as runc does on hybrid hosts.
-        let relative = spec["linux"]["cgroupsPath"]
-            .as_str()
-            .filter(|p| !p.is_empty() && !p.contains(':'))
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("palisade/{wid}"));
-        let (cgroup, created) = WorkloadCgroup::ensure_at(&v2, &relative)
-            .map_err(|e| anyhow!("container {id}: {e}"))?;
-        persisted.cgroup = Some(cgroup.path.clone());
-        persisted.cgroup_created = created;
-        save(dir, persisted)?;
-        cgroup
-            .add_pid(init_pid)
-            .map_err(|e| anyhow!("container {id}: {e}"))?;
-
+        let wid = match index {
+            0 => workload_id(namespace, id),
+            n => format!("{}-{n}", workload_id(namespace, id)),
+        };
         let tables = observer_tables(&plan, host, true);
-        persisted.workload_id = Some(wid.clone());
-        persisted.pin_dir = Some(bpf::pin_dir(&wid));
+        persisted.workload_ids.push(wid.clone());
+        persisted.pin_dirs.push(bpf::pin_dir(&wid));
         save(dir, persisted)?;
         let attached = bpf::attach(
             &plan,
             &wid,
-            &cgroup,
+            cgroup,
             host,
             rootfs,
             &Watch {
@@ -482,7 +529,7 @@ impl Container {
         // The pins hold the links; the loader's handles can go.
         drop(attached);
 
-        let info = workload_info(id, annotations, &plan);
+        let info = workload_info(id, annotations, &plan, &origin);
         let sink = EventSink::new(&settings.events_path);
         let assignment = layers::assign(&plan, host).map_err(|e| anyhow!("container {id}: {e}"))?;
         let mut confined_ev = info.event("confined");
@@ -501,6 +548,7 @@ impl Container {
             id: wid.clone(),
             policy: plan.name.clone(),
             policy_digest: plan.digest.clone(),
+            policy_source: origin.clone(),
             layers: assignment
                 .rules_per_layer
                 .iter()
@@ -531,7 +579,7 @@ impl Container {
             plan,
             info,
             origin,
-            cgroup,
+            cgroup: cgroup.clone(),
             stop_events: stop,
             reader: Mutex::new(Some(reader)),
         })
@@ -599,12 +647,16 @@ impl Container {
         if self.bpf_lsm {
             args.push("--bpf-lsm".into());
         }
-        if let Some(c) = &self.confined {
+        for (i, c) in self.confined.iter().enumerate() {
             args.extend([
                 "--policy".into(),
-                dir.join("policy.yaml").display().to_string(),
+                dir.join(format!("policy-{i}.yaml")).display().to_string(),
                 "--digest".into(),
                 c.plan.digest.clone(),
+            ]);
+        }
+        if let Some(c) = self.confined.first() {
+            args.extend([
                 "--cgroup-procs".into(),
                 c.cgroup.path.join("cgroup.procs").display().to_string(),
             ]);
@@ -658,7 +710,7 @@ impl Container {
     }
 
     pub fn pids(&self) -> Vec<i32> {
-        match &self.confined {
+        match self.confined.first() {
             Some(c) => c.cgroup.pids(),
             None => {
                 let pid = self.init.pid();
@@ -677,7 +729,7 @@ impl Container {
             code: 255,
             at: time::OffsetDateTime::now_utc(),
         });
-        if let Some(c) = &self.confined {
+        for c in &self.confined {
             c.stop_events.store(true, Ordering::SeqCst);
             if let Some(h) = c.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = h.join();
@@ -760,7 +812,7 @@ pub fn cleanup(p: &Persisted, settings: &NodeSettings) {
         }
         args.clear();
     }
-    if let Some(dir) = &p.pin_dir {
+    for dir in &p.pin_dirs {
         if let Err(e) = bpf::remove_pins(dir) {
             warn!(container = %p.id, error = %e, "unpin");
         }
@@ -777,7 +829,7 @@ pub fn cleanup(p: &Persisted, settings: &NodeSettings) {
             }
         }
     }
-    if let Some(wid) = &p.workload_id {
+    for wid in &p.workload_ids {
         let _ = std::fs::remove_file(settings.state_dir.join(format!("{wid}.json")));
     }
     if p.rootfs_mounted {

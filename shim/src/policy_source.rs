@@ -18,8 +18,89 @@ pub struct Selected {
     pub loaded: LoadedPolicy,
     /// The document as validated; the runtime helper recompiles exactly this.
     pub source: String,
-    /// `annotation` (inline or by name); later: label, default, baseline.
+    /// Where it came from: `annotation`, `label`, `default` or `baseline`.
     pub origin: String,
+}
+
+/// The node's rules for choosing policies (config.toml).
+#[derive(Debug, Clone, Default)]
+pub struct NodePolicy {
+    pub policy_dir: PathBuf,
+    pub default_policy: Option<String>,
+    pub baseline_policy: Option<String>,
+    pub require_policy: bool,
+    pub allow_audit_mode: bool,
+}
+
+/// Every policy a container gets: its own (annotation, image label or the
+/// node default, first present wins) and the node baseline, which is always
+/// enforced as well.
+pub fn select_all(
+    annotations: &HashMap<String, String>,
+    image_labels: &HashMap<String, String>,
+    node: &NodePolicy,
+) -> Result<Vec<Selected>, String> {
+    let mut out = Vec::new();
+    let workload = match select(annotations, &node.policy_dir)? {
+        Some(s) => Some(s),
+        None => {
+            match select(image_labels, &node.policy_dir).map_err(|e| format!("image label: {e}"))? {
+                Some(mut s) => {
+                    s.origin = "label".into();
+                    Some(s)
+                }
+                None => match &node.default_policy {
+                    Some(name) => Some(by_name(
+                        name,
+                        &node.policy_dir,
+                        "default_policy",
+                        "default",
+                    )?),
+                    None => None,
+                },
+            }
+        }
+    };
+    match &workload {
+        None if node.require_policy => {
+            return Err(format!(
+                "this node requires a policy (require_policy = true): set `{POLICY_KEY}` or `{INLINE_KEY}`"
+            ))
+        }
+        Some(w) if !node.allow_audit_mode && w.loaded.policy.spec.mode == palisade_policy::model::Mode::Audit => {
+            return Err(format!(
+                "policy `{}` asks for audit mode, which this node does not allow (allow_audit_mode = false)",
+                w.loaded.policy.metadata.name
+            ))
+        }
+        _ => {}
+    }
+    out.extend(workload);
+    if let Some(name) = &node.baseline_policy {
+        out.push(by_name(
+            name,
+            &node.policy_dir,
+            "baseline_policy",
+            "baseline",
+        )?);
+    }
+    Ok(out)
+}
+
+fn by_name(name: &str, dir: &Path, key: &str, origin: &str) -> Result<Selected, String> {
+    let path = resolve_name(name.trim(), dir).map_err(|e| format!("{key}: {e}"))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))?;
+    let opts = LoadOptions {
+        file_stem: None,
+        allow_profile_files: true,
+    };
+    let loaded = render_errors(&path.display().to_string(), &text, &opts)?;
+    Ok(Selected {
+        loaded,
+        source: text,
+        origin: origin.into(),
+    })
 }
 
 fn render_errors(what: &str, source: &str, opts: &LoadOptions) -> Result<LoadedPolicy, String> {
@@ -115,10 +196,7 @@ fn resolve_name(name: &str, dir: &Path) -> Result<PathBuf, String> {
                 }
             }
         }
-        return Err(format!(
-            "annotation `{POLICY_KEY}`: no file in {} has digest {name}",
-            dir.display()
-        ));
+        return Err(format!("no file in {} has digest {name}", dir.display()));
     }
     let valid = !name.is_empty()
         && name
@@ -127,13 +205,19 @@ fn resolve_name(name: &str, dir: &Path) -> Result<PathBuf, String> {
         && !name.starts_with('.');
     if !valid {
         return Err(format!(
-            "annotation `{POLICY_KEY}`: `{name}` is not a policy name (letters, digits, `-`, `_`, `.`)"
+            "`{name}` is not a policy name (letters, digits, `-`, `_`, `.`)"
+        ));
+    }
+    if let Err(e) = std::fs::read_dir(dir) {
+        return Err(format!(
+            "cannot read the policy directory {}: {e}",
+            dir.display()
         ));
     }
     let path = dir.join(format!("{name}.yaml"));
     if !path.exists() {
         return Err(format!(
-            "annotation `{POLICY_KEY}`: no policy `{name}` in {} (looked for {})",
+            "no policy `{name}` in {} (looked for {})",
             dir.display(),
             path.display()
         ));

@@ -102,6 +102,36 @@ impl Service {
     }
 }
 
+/// containerd's runtime options (`runtimeoptions.v1.Options`, field 2:
+/// `config_path`) arrive on the stdin of `shim start` as a protobuf Any.
+fn read_config_path_option() -> Result<Option<PathBuf>, containerd_shim::Error> {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+    use containerd_shim::protos::protobuf::{CodedInputStream, Message};
+    use std::io::Read;
+    let mut buf = Vec::new();
+    // No options: containerd closes stdin right away.
+    let _ = std::io::stdin().read_to_end(&mut buf);
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let bad = |e: &dyn std::fmt::Display| {
+        containerd_shim::Error::InvalidArgument(format!("runtime options: {e}"))
+    };
+    let any = Any::parse_from_bytes(&buf).map_err(|e| bad(&e))?;
+    let mut input = CodedInputStream::from_bytes(&any.value);
+    while let Some(tag) = input.read_raw_tag_or_eof().map_err(|e| bad(&e))? {
+        let (field, wire_type) = (tag >> 3, tag & 7);
+        if field == 2 && wire_type == 2 {
+            let path = input.read_string().map_err(|e| bad(&e))?;
+            return Ok((!path.is_empty()).then(|| PathBuf::from(path)));
+        }
+        let wire = containerd_shim::protos::protobuf::rt::WireType::new(wire_type)
+            .ok_or_else(|| bad(&"unknown wire type"))?;
+        input.skip_field(wire).map_err(|e| bad(&e))?;
+    }
+    Ok(None)
+}
+
 /// Reads the bundle's annotations to group a pod's containers into one shim, as the runc shim does.
 fn grouping_id(id: &str) -> String {
     std::fs::read("config.json")
@@ -142,7 +172,17 @@ impl containerd_shim::Shim for Service {
         if containerd_shim::util::connect(&address).is_ok() {
             return Ok(address);
         }
-        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        let config_path = read_config_path_option()?;
+        if let Some(path) = &config_path {
+            // A broken node configuration fails the start, with the reason.
+            crate::config::load(Some(path)).map_err(containerd_shim::Error::InvalidArgument)?;
+        }
+        let path_text = config_path.map(|p| p.display().to_string());
+        let vars: Vec<(&str, &str)> = path_text
+            .as_deref()
+            .map(|p| vec![(crate::config::CONFIG_ENV, p)])
+            .unwrap_or_default();
+        let (_pid, address) = containerd_shim::spawn(opts, &grouping, vars)?;
         Ok(address)
     }
 

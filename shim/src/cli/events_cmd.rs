@@ -104,9 +104,10 @@ pub fn status(state_dir: &Path, json: bool) -> Result<()> {
             .unwrap_or(0);
         let layers: Vec<String> = s.layers.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
-            "{:<24} {:<16} {:<20} {:<8} {:<8} {}",
+            "{:<40} {:<16} {:<11} {:<20} {:<8} {:<8} {}",
             s.id,
             s.policy,
+            s.policy_source,
             s.policy_digest.get(..19).unwrap_or(&s.policy_digest),
             denials,
             if workload::is_idle(&s) {

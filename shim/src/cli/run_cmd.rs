@@ -76,6 +76,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         container_id: id.clone(),
         policy: plan.name.clone(),
         policy_digest: plan.digest.clone(),
+        policy_source: Some("file".into()),
         ..Default::default()
     };
     let user = args.user.as_deref().map(parse_user).transpose()?;

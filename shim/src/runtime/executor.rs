@@ -16,7 +16,9 @@ use palisade_policy::seccomp_profile::{Arch, SeccompProfile};
 
 #[derive(Clone)]
 pub struct PalisadeExecutor {
-    pub plan: Option<Plan>,
+    /// The workload's plan and the node baseline: each is applied in full, so
+    /// a workload policy can only narrow what the baseline allows.
+    pub plans: Vec<Plan>,
     /// The spec's `linux.seccomp`, already decoded (fail closed happened before build).
     pub spec_seccomp: Option<SeccompProfile>,
     /// Without BPF LSM, `blockSetuid` denies the set*id family in seccomp.
@@ -45,7 +47,7 @@ impl PalisadeExecutor {
             .as_ref()
             .map(|p| p.filter_specs(&caps))
             .unwrap_or_default();
-        if let Some(plan) = &self.plan {
+        for plan in &self.plans {
             if let Some(l) = landlock_layer::prepare(plan, std::path::Path::new("/"))
                 .map_err(|e| fail("prepare Landlock", e))?
             {

@@ -42,6 +42,14 @@ impl Args {
     fn flag(&self, key: &str) -> bool {
         self.0.iter().any(|a| a == key)
     }
+    fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| *a == key)
+            .filter_map(|(i, _)| self.0.get(i + 1).map(String::as_str))
+            .collect()
+    }
 }
 
 /// Entry point for helper mode; returns the process exit code.
@@ -97,26 +105,32 @@ fn open_stdio(path: Option<&str>, input: bool) -> Result<Option<OwnedFd>> {
     Ok(Some(f.into()))
 }
 
-/// The plan the shim compiled, recompiled here from the same document; the
-/// digest must match, so what is enforced is what was validated and recorded.
-fn load_plan(args: &Args) -> Result<Option<Plan>> {
-    let Some(path) = args.get("--policy") else {
-        return Ok(None);
-    };
-    let loaded =
-        palisade_policy::load_file(Path::new(path)).with_context(|| format!("read {path}"))?;
-    if loaded.diags.has_errors() || loaded.policies.len() != 1 {
-        bail!("policy {path} no longer validates");
+/// The plans the shim compiled (the workload's and the node baseline),
+/// recompiled here from the same documents; each digest must match, so what
+/// is enforced is what was validated and recorded.
+fn load_plans(args: &Args) -> Result<Vec<Plan>> {
+    let files = args.all("--policy");
+    let digests = args.all("--digest");
+    if files.len() != digests.len() {
+        bail!("every --policy needs its --digest");
     }
-    let plan = loaded.policies[0].compile()?;
-    let want = args.need("--digest")?;
-    if plan.digest != want {
-        bail!(
-            "policy digest changed between validation ({want}) and use ({})",
-            plan.digest
-        );
+    let mut plans = Vec::new();
+    for (path, want) in files.into_iter().zip(digests) {
+        let loaded =
+            palisade_policy::load_file(Path::new(path)).with_context(|| format!("read {path}"))?;
+        if loaded.diags.has_errors() || loaded.policies.len() != 1 {
+            bail!("policy {path} no longer validates");
+        }
+        let plan = loaded.policies[0].compile()?;
+        if plan.digest != want {
+            bail!(
+                "policy digest changed between validation ({want}) and use ({})",
+                plan.digest
+            );
+        }
+        plans.push(plan);
     }
-    Ok(Some(plan))
+    Ok(plans)
 }
 
 /// The spec's seccomp profile in Palisade's model; a profile that cannot be
@@ -144,7 +158,7 @@ pub fn spec_seccomp(spec: &Spec) -> Result<Option<SeccompProfile>> {
 
 fn executor(args: &Args, spec: &Spec, cgroup_procs_fd: Option<i32>) -> Result<PalisadeExecutor> {
     Ok(PalisadeExecutor {
-        plan: load_plan(args)?,
+        plans: load_plans(args)?,
         spec_seccomp: spec_seccomp(spec)?,
         setid_by_seccomp: !args.flag("--bpf-lsm"),
         cgroup_procs_fd,
@@ -206,21 +220,26 @@ fn narrow_spec(config: &Path, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// The capabilities an exec'd process keeps: the container's, narrowed by the policy.
-fn exec_capabilities(spec: &Spec, plan: Option<&Plan>) -> Option<Vec<String>> {
-    let plan = plan?;
+/// The capabilities an exec'd process keeps: the container's, narrowed by every plan.
+fn exec_capabilities(spec: &Spec, plans: &[Plan]) -> Option<Vec<String>> {
+    if plans.is_empty() {
+        return None;
+    }
     let value = serde_json::to_value(spec.process().as_ref()?.capabilities().as_ref()?).ok()?;
-    let bounding: std::collections::BTreeSet<String> = value["bounding"]
+    let mut caps: std::collections::BTreeSet<String> = value["bounding"]
         .as_array()?
         .iter()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
-    Some(plan.effective_caps(&bounding).into_iter().collect())
+    for plan in plans {
+        caps = plan.effective_caps(&caps);
+    }
+    Some(caps.into_iter().collect())
 }
 
 fn create(args: &Args) -> Result<()> {
     let bundle = PathBuf::from(args.need("--bundle")?);
-    if let Some(plan) = load_plan(args)? {
+    for plan in load_plans(args)? {
         narrow_spec(&bundle.join("config.json"), &plan)?;
     }
     let spec = Spec::load(bundle.join("config.json")).context("read config.json")?;
@@ -296,12 +315,9 @@ fn exec(args: &Args) -> Result<()> {
         })
         .transpose()?;
     let exec = executor(args, &spec, procs.map(|f| f.into_raw_fd()))?;
-    let caps = exec_capabilities(&spec, exec.plan.as_ref());
-    let no_new_privs = process.no_new_privileges
-        || exec
-            .plan
-            .as_ref()
-            .is_some_and(|p| p.privileges.no_new_privileges);
+    let caps = exec_capabilities(&spec, &exec.plans);
+    let no_new_privs =
+        process.no_new_privileges || exec.plans.iter().any(|p| p.privileges.no_new_privileges);
     let env = process
         .env
         .iter()

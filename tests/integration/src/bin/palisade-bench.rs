@@ -230,10 +230,10 @@ fn shim_pids(binary: &str, namespace: &str) -> Vec<i32> {
             &std::fs::read(entry.path().join("cmdline")).unwrap_or_default(),
         )
         .replace('\0', " ");
-        if cmd.starts_with(binary) || cmd.contains(&format!("/{binary} ")) {
-            if cmd.contains(namespace) {
-                pids.push(pid);
-            }
+        if (cmd.starts_with(binary) || cmd.contains(&format!("/{binary} ")))
+            && cmd.contains(namespace)
+        {
+            pids.push(pid);
         }
     }
     pids
