@@ -513,11 +513,13 @@ fn build_egress(e: &Egress, soften: &dyn Fn(RuleVerdict) -> RuleVerdict) -> Egre
             (*prefix, own)
         })
         .collect();
+    // Only lengths some rule uses can hold an enclosing prefix.
+    let lengths: std::collections::BTreeSet<u8> = prefixes.iter().map(|p| p.1).collect();
     let mut entries_of: BTreeMap<usize, PortTable> = BTreeMap::new();
     for (gi, prefix) in prefixes.iter().enumerate() {
         let mut table = PortTable::new();
         // Least specific first, so more specific prefixes overwrite.
-        for len in 0..=prefix.1 {
+        for &len in lengths.range(..=prefix.1) {
             let enclosing = (truncate(&prefix.0, len), len);
             if let Some(own) = own_tables.get(&enclosing) {
                 table.extend(own.iter().map(|(k, v)| (*k, *v)));

@@ -239,7 +239,7 @@ fn helper(args: &[String]) -> Result<String> {
             .lines()
             .rfind(|l| !l.trim().is_empty() && !l.contains(" WARN ") && !l.contains(" INFO "))
             .unwrap_or("runtime helper failed")
-            .to_string();
+            .replace('\0', "");
         bail!("{reason}");
     }
     Ok(out)
@@ -305,10 +305,17 @@ impl Container {
         } = req;
         let (spec, annotations) = read_annotations(&bundle)?;
         // Everything that can fail on user input fails before anything exists.
+        let sandbox = annotations
+            .get("io.kubernetes.cri.container-type")
+            .is_some_and(|t| t == "sandbox");
         // Image labels do not reach the spec; reading them through containerd's API is still to come.
-        let selected =
-            policy_source::select_all(&annotations, &HashMap::new(), &settings.node_policy())
-                .map_err(|e| anyhow!("container {id}: policy: {e}"))?;
+        let selected = policy_source::select_all(
+            &annotations,
+            &HashMap::new(),
+            &settings.node_policy(),
+            sandbox,
+        )
+        .map_err(|e| anyhow!("container {id}: policy: {e}"))?;
         let mut plans = Vec::new();
         for s in &selected {
             let plan = s
@@ -663,8 +670,14 @@ impl Container {
         }
         let exits =
             monitor_subscribe(Topic::Pid).map_err(|e| anyhow!("subscribe to exits: {e}"))?;
-        let out =
-            helper(&args).map_err(|e| anyhow!("container {}: exec {exec_id}: {e}", self.id))?;
+        let out = match helper(&args) {
+            Ok(out) => out,
+            Err(e) => {
+                // It never ran: record that, so containerd can delete it at once.
+                proc.set_exited(126);
+                return Err(anyhow!("container {}: exec {exec_id}: {e}", self.id));
+            }
+        };
         let _ = std::fs::remove_file(&process_file);
         let pid: i32 = out.trim().parse().map_err(|_| {
             anyhow!(

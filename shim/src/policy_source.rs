@@ -35,12 +35,26 @@ pub struct NodePolicy {
 /// Every policy a container gets: its own (annotation, image label or the
 /// node default, first present wins) and the node baseline, which is always
 /// enforced as well.
+/// A pod's sandbox (pause) container runs no workload code: it gets the
+/// baseline only, so a workload allowlist cannot stop the pod from starting.
 pub fn select_all(
     annotations: &HashMap<String, String>,
     image_labels: &HashMap<String, String>,
     node: &NodePolicy,
+    sandbox: bool,
 ) -> Result<Vec<Selected>, String> {
     let mut out = Vec::new();
+    if sandbox {
+        if let Some(name) = &node.baseline_policy {
+            out.push(by_name(
+                name,
+                &node.policy_dir,
+                "baseline_policy",
+                "baseline",
+            )?);
+        }
+        return Ok(out);
+    }
     let workload = match select(annotations, &node.policy_dir)? {
         Some(s) => Some(s),
         None => {

@@ -12,6 +12,8 @@ use crate::{bin_dir, probe};
 pub const IMAGE: &str = "docker.io/library/palisade-test:latest";
 /// The same image, configured to run as nobody (image config `User`).
 pub const IMAGE_NOBODY: &str = "docker.io/library/palisade-test-nobody:latest";
+/// The pod sandbox image for CRI tests: the same rootfs, sleeping.
+pub const PAUSE_IMAGE: &str = "docker.io/library/palisade-pause:latest";
 pub const RUNTIME: &str = "io.containerd.palisade.v2";
 
 pub struct Containerd {
@@ -145,7 +147,12 @@ pub fn build_named_image(
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/bin:/bin"], "Cmd": ["/bin/sh"], "Labels": labels, "User": user.unwrap_or("")},
+        "config": {
+            "Env": ["PATH=/usr/local/bin:/bin"],
+            "Cmd": if name == PAUSE_IMAGE { vec!["/bin/sleep", "2147483647"] } else { vec!["/bin/sh"] },
+            "Labels": labels,
+            "User": user.unwrap_or(""),
+        },
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
     });
     let config_bytes = serde_json::to_vec(&config).expect("config");
@@ -196,12 +203,55 @@ impl Containerd {
     /// Starts containerd (CRI disabled) with the Palisade shim on its PATH and
     /// a node config pointing events, state and policies into `dir`.
     pub fn start(name: &str) -> Self {
+        Self::start_with(name, false)
+    }
+
+    /// With the CRI plugin and a `palisade` runtime handler, as kubelet uses it.
+    pub fn start_cri(name: &str) -> Self {
+        let c = Self::start_with(name, true);
+        c.import_image(&build_image(&c.dir, None));
+        c.import_image(&build_named_image(&c.dir, PAUSE_IMAGE, None, None));
+        c
+    }
+
+    fn start_with(name: &str, cri: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("palisade-ctrd-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("policies")).expect("dir");
+        std::fs::create_dir_all(dir.join("cni")).expect("dir");
         let socket = dir.join("containerd.sock");
+        let plugins = if cri {
+            format!(
+                r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  # CAP_SYS_RESOURCE is not in this machine's bounding set.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    conf_dir = "{0}/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.palisade]
+      runtime_type = "{RUNTIME}"
+      pod_annotations = ["palisade.dev/*"]
+      container_annotations = ["palisade.dev/*"]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.palisade.options]
+        ConfigPath = "{0}/palisade.toml"
+"#,
+                dir.display()
+            )
+        } else {
+            String::new()
+        };
+        let disabled = if cri {
+            ""
+        } else {
+            "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
+        };
         let config = format!(
-            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\n[grpc]\n  address = \"{1}\"\n\n[ttrpc]\n  address = \"{1}.ttrpc\"\n",
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{disabled}\n[grpc]\n  address = \"{1}\"\n\n[ttrpc]\n  address = \"{1}.ttrpc\"\n{plugins}",
             dir.display(),
             socket.display()
         );
@@ -232,7 +282,12 @@ impl Containerd {
         let c = Self {
             dir,
             socket,
-            namespace: format!("pal-it-{}", std::process::id()),
+            // CRI keeps its containers and images in k8s.io.
+            namespace: if cri {
+                "k8s.io".into()
+            } else {
+                format!("pal-it-{}", std::process::id())
+            },
             child,
         };
         let start = Instant::now();
