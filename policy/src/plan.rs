@@ -586,11 +586,23 @@ impl Plan {
             .chain(self.seccomp.deny.iter().map(|r| r.rule.id.as_str()))
     }
 
+    /// sha256 of the plan's JSON with `digest` empty, hashed as it is written.
     fn compute_digest(&self) -> String {
-        let mut canonical = self.clone();
-        canonical.digest.clear();
-        let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
-        format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+        struct HashWriter(Sha256);
+        impl std::io::Write for HashWriter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        debug_assert!(self.digest.is_empty());
+        let mut w = HashWriter(Sha256::new());
+        // Serialising plain data to an in-memory hasher cannot fail.
+        let _ = serde_json::to_writer(&mut w, self);
+        format!("sha256:{}", hex::encode(w.0.finalize()))
     }
 
     /// The capabilities a workload keeps, starting from `base`.
