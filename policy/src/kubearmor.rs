@@ -337,6 +337,64 @@ pub fn decode_kubearmor(doc: &Node, diags: &mut Diagnostics) -> Option<Policy> {
     })
 }
 
+/// The entries of a KubeArmor list that each name one thing (`protocol`,
+/// `capability`), with the action, severity, tags and message they inherit;
+/// `fromSource` is refused. Returns (the named node, its field path, inherited).
+fn named_items<'a>(
+    f: &mut Fields<'a>,
+    list_key: &str,
+    item_key: &'static str,
+    section: &Inherited,
+    diags: &mut Diagnostics,
+) -> Vec<(&'a Node, String, Inherited)> {
+    let Some(list) = f.get(list_key) else {
+        return Vec::new();
+    };
+    let known: &'static [&'static str] = match item_key {
+        "protocol" => &[
+            "protocol",
+            "fromSource",
+            "severity",
+            "tags",
+            "message",
+            "action",
+        ],
+        _ => &[
+            "capability",
+            "fromSource",
+            "severity",
+            "tags",
+            "message",
+            "action",
+        ],
+    };
+    let p = f.field_path(list_key);
+    let mut out = Vec::new();
+    for (i, item) in decode::list(list, &p, diags)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let ip = index(&p, i);
+        let Some(mut rf) = Fields::open(item, &ip, known, diags) else {
+            continue;
+        };
+        let inh = read_inherited(&mut rf, section, diags);
+        unsupported(
+            &mut rf,
+            "fromSource",
+            "rules scoped to a parent binary are not supported",
+            diags,
+        );
+        let node = rf.require(item_key, diags);
+        rf.finish(diags);
+        if let Some(node) = node {
+            out.push((node, format!("{ip}.{item_key}"), inh));
+        }
+    }
+    out
+}
+
 fn decode_ka_network(
     node: &Node,
     base: &Inherited,
@@ -354,85 +412,52 @@ fn decode_ka_network(
         raw_sockets: DefaultAction::Allow,
     };
     let mut egress = Egress::default();
-    if let Some(list) = f.get("matchProtocols") {
-        let p = f.field_path("matchProtocols");
-        for (i, item) in decode::list(list, &p, diags)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            let ip = index(&p, i);
-            let Some(mut rf) = Fields::open(
-                item,
-                &ip,
-                &[
-                    "protocol",
-                    "fromSource",
-                    "severity",
-                    "tags",
-                    "message",
-                    "action",
-                ],
-                diags,
-            ) else {
-                continue;
-            };
-            let inh = read_inherited(&mut rf, &section, diags);
-            unsupported(
-                &mut rf,
-                "fromSource",
-                "rules scoped to a parent binary are not supported",
-                diags,
-            );
-            let proto_node = rf.require("protocol", diags);
-            rf.finish(diags);
-            let Some(proto_node) = proto_node else {
-                continue;
-            };
-            let Some(proto) = decode::string(proto_node, &format!("{ip}.protocol"), diags) else {
-                continue;
-            };
-            let action = inh.action.unwrap_or(KaAction::Block);
-            let protocol = match proto.to_ascii_lowercase().as_str() {
-                "tcp" => Protocol::Tcp,
-                "udp" => Protocol::Udp,
-                "raw" => {
-                    match action {
-                        KaAction::Block => net.raw_sockets = DefaultAction::Deny,
-                        KaAction::Allow => net.raw_sockets = DefaultAction::Allow,
-                        KaAction::Audit => diags.error(
-                            proto_node.pos,
-                            &format!("{ip}.protocol"),
-                            "auditing raw sockets is not supported; use Block or Allow",
-                        ),
-                    }
-                    continue;
-                }
-                other => {
-                    diags.error_hint(
-                        proto_node.pos,
-                        &format!("{ip}.protocol"),
-                        format!("protocol `{other}` cannot be honoured"),
-                        "Palisade controls tcp, udp and raw sockets",
-                    );
-                    continue;
-                }
-            };
-            for cidr in ["0.0.0.0/0", "::/0"] {
-                let rule = NetRule {
-                    cidr: cidr.parse().ok()?,
-                    ports: Vec::new(),
-                    protocol,
-                    audit: action == KaAction::Audit,
-                    meta: meta(&inh),
-                };
+    for (proto_node, proto_path, inh) in
+        named_items(&mut f, "matchProtocols", "protocol", &section, diags)
+    {
+        let Some(proto) = decode::string(proto_node, &proto_path, diags) else {
+            continue;
+        };
+        let action = inh.action.unwrap_or(KaAction::Block);
+        let protocol = match proto.to_ascii_lowercase().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "raw" => {
                 match action {
-                    KaAction::Allow => {
-                        egress.default = DefaultAction::Deny;
-                        egress.allow.push(rule);
-                    }
-                    _ => egress.deny.push(rule),
+                    KaAction::Block => net.raw_sockets = DefaultAction::Deny,
+                    KaAction::Allow => net.raw_sockets = DefaultAction::Allow,
+                    KaAction::Audit => diags.error(
+                        proto_node.pos,
+                        &proto_path,
+                        "auditing raw sockets is not supported; use Block or Allow",
+                    ),
                 }
+                continue;
+            }
+            other => {
+                diags.error_hint(
+                    proto_node.pos,
+                    &proto_path,
+                    format!("protocol `{other}` cannot be honoured"),
+                    "Palisade controls tcp, udp and raw sockets",
+                );
+                continue;
+            }
+        };
+        for cidr in ["0.0.0.0/0", "::/0"] {
+            let rule = NetRule {
+                cidr: cidr.parse().ok()?,
+                ports: Vec::new(),
+                protocol,
+                audit: action == KaAction::Audit,
+                meta: meta(&inh),
+            };
+            match action {
+                KaAction::Allow => {
+                    egress.default = DefaultAction::Deny;
+                    egress.allow.push(rule);
+                }
+                _ => egress.deny.push(rule),
             }
         }
     }
@@ -453,57 +478,25 @@ fn decode_ka_caps(node: &Node, base: &Inherited, diags: &mut Diagnostics) -> Opt
     let section = read_inherited(&mut f, base, diags);
     let mut drop = Vec::new();
     let mut add = Vec::new();
-    if let Some(list) = f.get("matchCapabilities") {
-        let p = f.field_path("matchCapabilities");
-        for (i, item) in decode::list(list, &p, diags)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            let ip = index(&p, i);
-            let Some(mut rf) = Fields::open(
-                item,
-                &ip,
-                &[
-                    "capability",
-                    "fromSource",
-                    "severity",
-                    "tags",
-                    "message",
-                    "action",
-                ],
-                diags,
-            ) else {
-                continue;
-            };
-            let inh = read_inherited(&mut rf, &section, diags);
-            unsupported(
-                &mut rf,
-                "fromSource",
-                "rules scoped to a parent binary are not supported",
-                diags,
-            );
-            let cap_node = rf.require("capability", diags);
-            rf.finish(diags);
-            let Some(cap_node) = cap_node else { continue };
-            let cp = format!("{ip}.capability");
-            let Some(name) = decode::string(cap_node, &cp, diags) else {
-                continue;
-            };
-            let Some(cap) = caps_names::normalise(&name) else {
-                diags.error(cap_node.pos, &cp, format!("unknown capability `{name}`"));
-                continue;
-            };
-            match inh.action.unwrap_or(KaAction::Block) {
-                KaAction::Block => drop.push(cap),
-                KaAction::Allow => add.push(cap),
-                KaAction::Audit => diags.error_hint(
-                    cap_node.pos,
-                    &cp,
-                    "auditing capability use cannot be honoured",
-                    "use Block to drop the capability",
-                ),
-            }
+    for (cap_node, cp, inh) in
+        named_items(&mut f, "matchCapabilities", "capability", &section, diags)
+    {
+        let Some(name) = decode::string(cap_node, &cp, diags) else {
+            continue;
+        };
+        let Some(cap) = caps_names::normalise(&name) else {
+            diags.error(cap_node.pos, &cp, format!("unknown capability `{name}`"));
+            continue;
+        };
+        match inh.action.unwrap_or(KaAction::Block) {
+            KaAction::Block => drop.push(cap),
+            KaAction::Allow => add.push(cap),
+            KaAction::Audit => diags.error_hint(
+                cap_node.pos,
+                &cp,
+                "auditing capability use cannot be honoured",
+                "use Block to drop the capability",
+            ),
         }
     }
     f.finish(diags);

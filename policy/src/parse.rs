@@ -341,17 +341,7 @@ fn decode_process(node: &Node, diags: &mut Diagnostics) -> Option<ProcessSection
                 continue;
             };
             let target = decode_target(&mut rf, diags);
-            let audit = match rf.get("action") {
-                None => false,
-                Some(a) => {
-                    let choices: &[(&str, bool)] = if is_deny {
-                        &[("deny", false), ("block", false), ("audit", true)]
-                    } else {
-                        &[("allow", false)]
-                    };
-                    decode::keyword(a, &rf.field_path("action"), choices, diags).unwrap_or(false)
-                }
-            };
+            let audit = list_rule_audits(&mut rf, is_deny, diags);
             let meta = decode_meta(&mut rf, diags);
             rf.finish(diags);
             if let Some(target) = target {
@@ -370,6 +360,20 @@ fn decode_process(node: &Node, diags: &mut Diagnostics) -> Option<ProcessSection
     }
     f.finish(diags);
     Some(section)
+}
+
+/// `action:` of a rule in an allow or deny list: the list gives the verdict,
+/// so only `audit` (log, do not block) changes anything.
+fn list_rule_audits(f: &mut Fields<'_>, is_deny: bool, diags: &mut Diagnostics) -> bool {
+    let Some(a) = f.get("action") else {
+        return false;
+    };
+    let choices: &[(&str, bool)] = if is_deny {
+        &[("deny", false), ("block", false), ("audit", true)]
+    } else {
+        &[("allow", false)]
+    };
+    decode::keyword(a, &f.field_path("action"), choices, diags).unwrap_or(false)
 }
 
 fn decode_file(node: &Node, diags: &mut Diagnostics) -> Option<FileSection> {
@@ -529,17 +533,7 @@ fn decode_net_rule(
             )
         })
         .unwrap_or_default();
-    let audit = match f.get("action") {
-        None => false,
-        Some(a) => {
-            let choices: &[(&str, bool)] = if is_deny {
-                &[("deny", false), ("block", false), ("audit", true)]
-            } else {
-                &[("allow", false)]
-            };
-            decode::keyword(a, &f.field_path("action"), choices, diags).unwrap_or(false)
-        }
-    };
+    let audit = list_rule_audits(&mut f, is_deny, diags);
     let meta = decode_meta(&mut f, diags);
     f.finish(diags);
     Some(NetRule {

@@ -629,6 +629,15 @@ impl Container {
         Ok(())
     }
 
+    /// The init for an empty exec id, otherwise that exec'd process.
+    pub fn process(&self, exec_id: &str) -> Option<Arc<Proc>> {
+        if exec_id.is_empty() {
+            Some(self.init.clone())
+        } else {
+            self.exec_proc(exec_id)
+        }
+    }
+
     pub fn exec_proc(&self, exec_id: &str) -> Option<Arc<Proc>> {
         self.execs
             .lock()

@@ -78,11 +78,7 @@ impl Service {
     fn publish_exit_later(&self, c: Arc<Container>, exec_id: String) {
         let svc = self.clone();
         std::thread::spawn(move || {
-            let proc = if exec_id.is_empty() {
-                Some(c.init.clone())
-            } else {
-                c.exec_proc(&exec_id)
-            };
+            let proc = c.process(&exec_id);
             let Some(proc) = proc else { return };
             let exit = proc.wait();
             let ev = TaskExit {
@@ -306,12 +302,9 @@ impl containerd_shim::Task for Service {
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
         let c = self.get(&req.id)?;
-        let proc = if req.exec_id.is_empty() {
-            c.init.clone()
-        } else {
-            c.exec_proc(&req.exec_id)
-                .ok_or_else(|| not_found(&req.exec_id))?
-        };
+        let proc = c
+            .process(&req.exec_id)
+            .ok_or_else(|| not_found(&req.exec_id))?;
         let status = match proc.status() {
             Status::Created => api::Status::CREATED,
             Status::Running => api::Status::RUNNING,
@@ -338,12 +331,9 @@ impl containerd_shim::Task for Service {
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
         let c = self.get(&req.id)?;
-        let proc = if req.exec_id.is_empty() {
-            c.init.clone()
-        } else {
-            c.exec_proc(&req.exec_id)
-                .ok_or_else(|| not_found(&req.exec_id))?
-        };
+        let proc = c
+            .process(&req.exec_id)
+            .ok_or_else(|| not_found(&req.exec_id))?;
         let Exit { code, at } = proc.wait();
         Ok(api::WaitResponse {
             exit_status: code as u32,
@@ -461,12 +451,9 @@ impl containerd_shim::Task for Service {
         req: api::ResizePtyRequest,
     ) -> TtrpcResult<api::Empty> {
         let c = self.get(&req.id)?;
-        let proc = if req.exec_id.is_empty() {
-            c.init.clone()
-        } else {
-            c.exec_proc(&req.exec_id)
-                .ok_or_else(|| not_found(&req.exec_id))?
-        };
+        let proc = c
+            .process(&req.exec_id)
+            .ok_or_else(|| not_found(&req.exec_id))?;
         proc.resize(req.width as u16, req.height as u16)
             .map_err(|e| rpc_error(format!("{e:#}")))?;
         Ok(api::Empty::new())
