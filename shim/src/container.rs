@@ -283,6 +283,8 @@ fn workload_info(
 }
 
 pub struct CreateRequest {
+    /// containerd's gRPC socket, for image labels (empty: do not look them up).
+    pub containerd_address: String,
     pub id: String,
     pub namespace: String,
     pub bundle: PathBuf,
@@ -297,6 +299,7 @@ impl Container {
         host: &HostLayers,
     ) -> Result<Arc<Self>> {
         let CreateRequest {
+            containerd_address,
             id,
             namespace,
             bundle,
@@ -308,14 +311,18 @@ impl Container {
         let sandbox = annotations
             .get("io.kubernetes.cri.container-type")
             .is_some_and(|t| t == "sandbox");
-        // Image labels do not reach the spec; reading them through containerd's API is still to come.
-        let selected = policy_source::select_all(
-            &annotations,
-            &HashMap::new(),
-            &settings.node_policy(),
-            sandbox,
-        )
-        .map_err(|e| anyhow!("container {id}: policy: {e}"))?;
+        // Image labels never reach the spec: ask containerd, unless an annotation already decided.
+        let decided = annotations.contains_key(policy_source::POLICY_KEY)
+            || annotations.contains_key(policy_source::INLINE_KEY);
+        let labels = if sandbox || decided || containerd_address.is_empty() {
+            HashMap::new()
+        } else {
+            crate::image_labels::image_labels(&containerd_address, &namespace, &id)
+                .map_err(|e| anyhow!("container {id}: image labels: {e}"))?
+        };
+        let selected =
+            policy_source::select_all(&annotations, &labels, &settings.node_policy(), sandbox)
+                .map_err(|e| anyhow!("container {id}: policy: {e}"))?;
         let mut plans = Vec::new();
         for s in &selected {
             let plan = s

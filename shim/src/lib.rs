@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod container;
+pub mod image_labels;
 pub mod policy_source;
 pub mod runtime;
 pub mod service;

@@ -25,6 +25,8 @@ const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 #[derive(Clone)]
 pub struct Service {
     namespace: String,
+    /// containerd's gRPC socket (`-address`).
+    address: String,
     id: String,
     exit: Arc<ExitSignal>,
     settings: NodeSettings,
@@ -148,6 +150,7 @@ impl containerd_shim::Shim for Service {
         };
         Service {
             namespace: args.namespace.clone(),
+            address: args.address.clone(),
             id: args.id.clone(),
             exit: Arc::new(ExitSignal::default()),
             settings,
@@ -228,6 +231,7 @@ impl containerd_shim::Task for Service {
         };
         let c = Container::create(
             CreateRequest {
+                containerd_address: self.address.clone(),
                 id: req.id.clone(),
                 namespace: self.namespace.clone(),
                 bundle: PathBuf::from(&req.bundle),

@@ -28,6 +28,7 @@ def main():
     p.add_argument("--namespace", default="default")
     p.add_argument("--image", required=True)
     p.add_argument("--pod-annotations", default="{}")
+    p.add_argument("--pod-annotations-file", help="JSON file, for annotations too large for argv")
     p.add_argument("--container-annotations", default="{}")
     p.add_argument("--cmd", default='["sleep", "600"]')
     p.add_argument("--exec", action="append", default=[], help="JSON argv for ExecSync")
@@ -35,7 +36,15 @@ def main():
     p.add_argument("--wait-exit", action="store_true", help="wait for the container to exit")
     a = p.parse_args()
 
-    rt = RuntimeServiceStub(grpc.insecure_channel("unix://" + a.socket))
+    if a.pod_annotations_file:
+        with open(a.pod_annotations_file) as f:
+            a.pod_annotations = f.read()
+    rt = RuntimeServiceStub(
+        grpc.insecure_channel(
+            "unix://" + a.socket,
+            options=[("grpc.max_send_message_length", 16 << 20), ("grpc.max_receive_message_length", 16 << 20)],
+        )
+    )
     result = {"execs": [], "timings": {}}
     t0 = time.time()
 

@@ -57,6 +57,9 @@ const ATTACKS: &[(&str, &[&str])] = &[
 ];
 
 fn drive(c: &Containerd, handler: &str, name: &str, pod_annotations: &str, port: u16) -> Value {
+    // Annotations go through a file: one argv string is limited to 128 KiB.
+    let ann_file = c.dir.join(format!("annotations-{name}.json"));
+    std::fs::write(&ann_file, pod_annotations).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cri/cri_driver.py");
     let log_dir = c.dir.join(format!("logs-{name}"));
     std::fs::create_dir_all(&log_dir).unwrap();
@@ -75,7 +78,8 @@ fn drive(c: &Containerd, handler: &str, name: &str, pod_annotations: &str, port:
             "--image",
             IMAGE,
         ])
-        .args(["--pod-annotations", pod_annotations])
+        .arg("--pod-annotations-file")
+        .arg(&ann_file)
         .args([
             "--cmd",
             &format!("[\"app\", \"listen\", \"127.0.0.1:{port}\"]"),
@@ -188,5 +192,84 @@ fn audit_mode_through_cri_allows_and_logs() {
     assert!(
         skipped.contains("shadow") && skipped.contains("bpf-lsm"),
         "{confined}"
+    );
+}
+
+/// Rewrites the node config the CRI runtime handler points at (ConfigPath), for one test.
+fn with_node_config<T>(
+    c: &Containerd,
+    extra: &str,
+    policies: &[(&str, &str)],
+    f: impl FnOnce() -> T,
+) -> T {
+    let cfg = c.dir.join("palisade.toml");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    for (name, text) in policies {
+        std::fs::write(c.dir.join("policies").join(format!("{name}.yaml")), text).unwrap();
+    }
+    std::fs::write(&cfg, format!("{original}{extra}")).unwrap();
+    let out = f();
+    std::fs::write(&cfg, original).unwrap();
+    out
+}
+
+#[test]
+fn node_default_and_baseline_apply_through_cri() {
+    let c = cri();
+    listen("127.0.0.2:3333");
+    let default = "apiVersion: palisade.dev/v1\nkind: Policy\nmetadata: {name: node-default}\nspec:\n  syscalls: {deny: [ptrace]}\n";
+    let baseline = "apiVersion: palisade.dev/v1\nkind: Policy\nmetadata: {name: node-baseline}\nspec:\n  network:\n    egress:\n      deny: [{cidr: 127.0.0.2/32, id: baseline-pool}]\n";
+    let r = with_node_config(
+        &c,
+        "default_policy = \"node-default\"\nbaseline_policy = \"node-baseline\"\n",
+        &[("node-default", default), ("node-baseline", baseline)],
+        || drive(&c, "palisade", "shop-defaults", "{}", 18084),
+    );
+    assert!(r.get("error").is_none(), "{r}");
+    let execs = r["execs"].as_array().unwrap();
+    let pool = execs
+        .iter()
+        .find(|e| e["cmd"][2] == "127.0.0.2:3333")
+        .unwrap();
+    assert_ne!(pool["exit_code"], 0, "the baseline denies the pool: {pool}");
+    let cid = r["container_id"].as_str().unwrap();
+    let events = c.events();
+    let sources: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["kind"] == "confined" && e["container_id"] == cid)
+        .map(|e| {
+            (
+                e["policy"].as_str().unwrap_or("").into(),
+                e["policy_source"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert!(
+        sources.contains(&("node-default".into(), "default".into())),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&("node-baseline".into(), "baseline".into())),
+        "{sources:?}"
+    );
+    let denial = events
+        .iter()
+        .find(|e| {
+            e["kind"] == "denial" && e["container_id"] == cid && e["rule_id"] == "baseline-pool"
+        })
+        .expect("the baseline's denial");
+    assert_eq!(denial["pod"], "shop-defaults");
+}
+
+#[test]
+fn an_oversized_pod_annotation_is_refused_through_cri() {
+    let c = cri();
+    let big = format!("# padding\n{}", "#".repeat(300 * 1024));
+    let r = drive(&c, "palisade", "shop-big", &annotations(&big), 18085);
+    let error = r["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("annotation `palisade.dev/policy-inline` is")
+            && error.contains("the limit is 262144"),
+        "{r}"
     );
 }

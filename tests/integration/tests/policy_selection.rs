@@ -6,7 +6,11 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use palisade_integration::containerd::{build_image, Containerd, IMAGE, RUNTIME};
+use palisade_integration::containerd::{
+    build_image, build_named_image, Containerd, IMAGE, RUNTIME,
+};
+
+const LABELLED: &str = "docker.io/library/palisade-labelled:latest";
 use palisade_integration::*;
 
 fn ctrd() -> std::sync::MutexGuard<'static, Containerd> {
@@ -14,6 +18,12 @@ fn ctrd() -> std::sync::MutexGuard<'static, Containerd> {
     CTRD.get_or_init(|| {
         let c = Containerd::start("select");
         c.import_image(&build_image(&c.dir, None));
+        c.import_image(&build_named_image(
+            &c.dir,
+            LABELLED,
+            None,
+            Some("from-label"),
+        ));
         Mutex::new(c)
     })
     .lock()
@@ -360,4 +370,90 @@ fn status_shows_policy_digest_and_source_of_running_containers() {
         .find(|l| l.contains("sel-status") && l.contains(" base "))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(base_line.contains("baseline"), "{base_line}");
+}
+
+#[test]
+fn an_image_label_selects_the_policy_between_annotation_and_default() {
+    let c = ctrd();
+    let cfg = node(
+        &c,
+        "label",
+        "default_policy = \"node-default\"\n",
+        &[
+            (
+                "from-label",
+                policy("from-label", "  syscalls: {deny: [ptrace]}\n"),
+            ),
+            ("node-default", policy("node-default", "  mode: enforce\n")),
+        ],
+    );
+    let cfg_s = cfg.display().to_string();
+    // The label beats the node default...
+    let o = c.run_image(
+        RUNTIME,
+        LABELLED,
+        "sel-label",
+        &[],
+        &["--runtime-config-path", &cfg_s],
+        &["probe", "ptrace"],
+    );
+    assert!(
+        !o.status.success(),
+        "the labelled policy denies ptrace: {}",
+        err(&o)
+    );
+    let events = c.events();
+    let conf = confined(&events, "sel-label");
+    assert_eq!(conf[0]["policy"], "from-label");
+    assert_eq!(conf[0]["policy_source"], "label");
+    // ...and an annotation beats the label.
+    let own = policy("own-over-label", "  mode: enforce\n");
+    let o = c.run_image(
+        RUNTIME,
+        LABELLED,
+        "sel-label-ann",
+        &[("palisade.dev/policy-inline", &own)],
+        &["--runtime-config-path", &cfg_s],
+        &["probe", "ptrace"],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let events = c.events();
+    assert_eq!(
+        confined(&events, "sel-label-ann")[0]["policy"],
+        "own-over-label"
+    );
+}
+
+#[test]
+fn a_policy_changed_between_validation_and_use_is_refused() {
+    // The shim records the digest it validated; the runtime helper recompiles
+    // the stored copy and refuses to build anything if the digest differs.
+    let dir = std::env::temp_dir().join(format!("palisade-digest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("policy.yaml");
+    std::fs::write(&file, policy("changed", "  syscalls: {deny: [ptrace]}\n")).unwrap();
+    let validated = format!("sha256:{}", "0".repeat(64));
+    let out = std::process::Command::new(bin_dir().join("containerd-shim-palisade-v2"))
+        .args([
+            "palisade-runtime",
+            "create",
+            "--id",
+            "digest-test",
+            "--root",
+        ])
+        .arg(&dir)
+        .args(["--bundle", "/nonexistent", "--policy"])
+        .arg(&file)
+        .args(["--digest", &validated])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let e = err(&out);
+    assert!(
+        e.contains(&format!(
+            "policy digest changed between validation ({validated}) and use (sha256:"
+        )),
+        "{e}"
+    );
 }
