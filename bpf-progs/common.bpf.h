@@ -11,6 +11,7 @@
 #include "palisade.h"
 
 _Static_assert(sizeof(struct pal_config) == 24, "pal_config layout");
+_Static_assert(sizeof(struct pal_file_rule) == 24, "pal_file_rule layout");
 _Static_assert(sizeof(struct pal_event) == 264, "pal_event layout");
 
 struct {

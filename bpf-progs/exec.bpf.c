@@ -39,7 +39,7 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(pal_exec_guard, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct pal_config *cfg = get_config();
-	if (!cfg || !in_workload(cfg))
+	if (!cfg || cfg->lsm || !in_workload(cfg))
 		return 0;
 
 	struct file *file = BPF_CORE_READ(bprm, file);
@@ -65,6 +65,22 @@ int BPF_PROG(pal_exec_guard, struct task_struct *p, pid_t old_pid, struct linux_
 	}
 	if (!cfg->exec_guard)
 		return 0;
+
+	/* A file with no name (memfd, O_TMPFILE, deleted): fileless execution. */
+	if (BPF_CORE_READ(inode, i_nlink) == 0 && cfg->anon_exec != PAL_ALLOW) {
+		__u32 verdict = cfg->audit_only || cfg->anon_exec == PAL_AUDIT ? PAL_AUDIT : PAL_DENY;
+		if (verdict == PAL_DENY)
+			bpf_send_signal(SIGKILL);
+		struct pal_event *ev = event_start(PAL_EV_EXEC, verdict, PAL_NO_RULE);
+		if (ev) {
+			ev->dev = dev;
+			ev->ino = ino;
+			ev->arg = PAL_EXEC_ANONYMOUS;
+			bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), BPF_CORE_READ(bprm, filename));
+			bpf_ringbuf_submit(ev, 0);
+		}
+		return 0;
+	}
 
 	/* The file itself, then its directories from the nearest up: the first
 	 * rule found is the most specific one. */

@@ -5,5 +5,6 @@
 #include "network.bpf.c"
 #include "exec.bpf.c"
 #include "observe.bpf.c"
+#include "lsm.bpf.c"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -18,7 +18,20 @@ enum pal_event_kind {
 	PAL_EV_SOCK_CREATE = 4, /* cgroup/sock_create: raw or packet socket */
 	PAL_EV_SETID_EXEC = 5,  /* exec guard: a setuid/setgid file under blockSetuid */
 	PAL_EV_SYSCALL = 6,     /* observer: a syscall returned EACCES/EPERM (Landlock, seccomp) */
+	PAL_EV_LSM_EXEC = 7,    /* bpf-lsm: execve or an executable mapping refused/audited */
+	PAL_EV_LSM_FILE = 8,    /* bpf-lsm: file_open refused/audited */
+	PAL_EV_LSM_SETID = 9,   /* bpf-lsm: a uid/gid change refused/audited */
 };
+
+/* pal_event.arg flags of PAL_EV_LSM_EXEC. */
+#define PAL_EXEC_ANONYMOUS 1u /* a file with no name (memfd, O_TMPFILE, deleted) */
+#define PAL_EXEC_TOO_DEEP 2u  /* the ancestor walk hit its bound */
+#define PAL_EXEC_SETID 4u     /* a set-id file under blockSetuid */
+#define PAL_EXEC_MAPPING 8u   /* mmap/mprotect with PROT_EXEC, not execve */
+/* pal_event.arg of PAL_EV_LSM_FILE: the refused accesses (1 << enum pal_access), plus: */
+#define PAL_FILE_TOO_DEEP 0x100u
+/* pal_event.arg of PAL_EV_LSM_SETID: bit 32 set for a gid change; low bits the new id. */
+#define PAL_SETID_GID (1ull << 32)
 
 /* One entry per workload, index 0 of the `config` array. */
 struct pal_config {
@@ -30,7 +43,12 @@ struct pal_config {
 	__u8 block_setid;    /* 1: exec of set-id files is stopped */
 	__u8 audit_only;     /* 1: log, never block */
 	__u8 exec_guard;     /* 1: exec rules are checked at sched_process_exec */
-	__u8 _pad[6];
+	__u8 lsm_exec;       /* 1: exec rules are checked by the BPF LSM programs */
+	__u8 lsm_file;       /* 1: file rules are checked at file_open */
+	__u8 path_rules;     /* 1: some rules are matched by path (targets missing at setup) */
+	__u8 anon_exec;      /* enum pal_verdict for exec/mmap of a file with no name */
+	__u8 setid_armed;    /* set by the LSM programs at the workload's first exec */
+	__u8 lsm;            /* 1: the LSM programs carry exec and set-id: the exec guard stands down */
 };
 
 /* LPM key: IPv6 bytes, IPv4 stored v4-mapped (::ffff:a.b.c.d). */
@@ -72,6 +90,32 @@ struct pal_inode_rule {
 };
 
 #define PAL_PATH_LEN 160
+
+enum pal_access {
+	PAL_ACC_READ = 0,
+	PAL_ACC_WRITE = 1,
+	PAL_ACC_EXEC = 2,
+	PAL_ACC_COUNT = 3,
+};
+
+struct pal_access_rule {
+	__u32 rule;
+	__u8 verdict;
+	__u8 kind; /* enum pal_inode_rule_kind */
+	__u8 set;  /* 0: no rule for this access here */
+	__u8 _pad;
+};
+
+/* File rules of one target, per access (most specific wins per access). */
+struct pal_file_rule {
+	struct pal_access_rule access[PAL_ACC_COUNT];
+};
+
+/* Rules whose target did not exist at setup, by the path the task sees
+ * (bpf_d_path), zero-filled after the NUL. */
+struct pal_path_key {
+	char path[PAL_PATH_LEN];
+};
 
 struct pal_event {
 	__u64 ktime_ns; /* CLOCK_MONOTONIC */

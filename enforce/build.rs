@@ -16,6 +16,7 @@ fn main() {
         "network.bpf.c",
         "exec.bpf.c",
         "observe.bpf.c",
+        "lsm.bpf.c",
         "probe_lsm.bpf.c",
     ] {
         println!("cargo:rerun-if-changed={}", progs.join(f).display());

@@ -6,7 +6,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 pkgs=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make
-      containerd runc busybox-static libseccomp-dev protobuf-compiler iproute2 util-linux)
+      containerd runc busybox-static libseccomp-dev protobuf-compiler iproute2 util-linux
+      qemu-system-x86 cpio)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -267,15 +267,80 @@ impl Attributor<'_> {
                 );
                 ev.rule_id = Some("network.rawSockets".into());
             }
-            EV_EXEC => {
-                ev.layer = Some("exec-guard".into());
-                ev.operation = Some("exec".into());
-                ev.access = Some("exec".into());
+            EV_EXEC | EV_LSM_EXEC => {
+                ev.layer = Some(
+                    if raw.kind == EV_LSM_EXEC {
+                        "bpf-lsm"
+                    } else {
+                        "exec-guard"
+                    }
+                    .into(),
+                );
+                ev.operation = Some(
+                    if raw.arg & EXEC_SETID != 0 {
+                        "setuid"
+                    } else {
+                        "exec"
+                    }
+                    .into(),
+                );
+                ev.access = Some(
+                    if raw.arg & EXEC_MAPPING != 0 {
+                        "mmap"
+                    } else {
+                        "exec"
+                    }
+                    .into(),
+                );
                 ev.target = Some(raw.path_str());
                 match self.plan.exec.rules.get(raw.rule as usize) {
                     Some(r) => apply_rule(&mut ev, &r.rule),
+                    None if raw.arg & EXEC_SETID != 0 => {
+                        ev.rule_id = Some("privileges.blockSetuid".into())
+                    }
+                    None if raw.arg & EXEC_ANONYMOUS != 0 => {
+                        ev.rule_id = Some("process.anonymousExec".into())
+                    }
                     None => ev.rule_id = Some("process.default".into()),
                 }
+                if raw.arg & EXEC_TOO_DEEP != 0 {
+                    ev.message = Some(
+                        "path too deep for the ancestor walk: refused in allowlist mode".into(),
+                    );
+                }
+            }
+            EV_LSM_FILE => {
+                ev.layer = Some("bpf-lsm".into());
+                ev.operation = Some("file".into());
+                ev.target = Some(raw.path_str());
+                let names: Vec<&str> = [(ACC_READ, "read"), (ACC_WRITE, "write"), (ACC_EXEC, "exec")]
+                    .iter()
+                    .filter(|(bit, _)| raw.arg & (1 << bit) != 0)
+                    .map(|(_, name)| *name)
+                    .collect();
+                ev.access = Some(names.join(","));
+                if raw.arg & FILE_TOO_DEEP != 0 {
+                    ev.rule_id = Some("file.rules".into());
+                    ev.message = Some(
+                        "path too deep for the ancestor walk: directory rules above it were not checked"
+                            .into(),
+                    );
+                } else if let Some(r) = self.plan.file.get(raw.rule as usize) {
+                    apply_rule(&mut ev, &r.rule);
+                }
+            }
+            EV_LSM_SETID => {
+                ev.layer = Some("bpf-lsm".into());
+                ev.operation = Some("setuid".into());
+                let id = raw.arg & 0xffff_ffff;
+                let (access, what) = if raw.arg & SETID_GID != 0 {
+                    ("setgid", "gid")
+                } else {
+                    ("setuid", "uid")
+                };
+                ev.access = Some(access.into());
+                ev.target = Some(format!("{what} {id}"));
+                ev.rule_id = Some("privileges.blockSetuid".into());
             }
             EV_SETID_EXEC => {
                 ev.layer = Some("exec-guard".into());

@@ -155,7 +155,7 @@ fn interpreters(paths: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// PT_INTERP of a 64-bit little-endian ELF file, if it has one.
-fn elf_interpreter(path: &Path) -> Option<PathBuf> {
+pub(crate) fn elf_interpreter(path: &Path) -> Option<PathBuf> {
     let data = std::fs::read(path).ok()?;
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
         return None;

@@ -62,6 +62,12 @@ fn rule_candidates(plan: &Plan) -> Vec<(String, Vec<Layer>)> {
             .iter()
             .map(|r| (r.rule.id.clone(), vec![Layer::Seccomp])),
     );
+    if plan.exec.anonymous == palisade_policy::model::DefaultAction::Deny {
+        out.push((
+            "process.anonymousExec".into(),
+            vec![Layer::BpfLsm, Layer::ExecGuard],
+        ));
+    }
     if plan.exec.default == palisade_policy::model::DefaultAction::Deny {
         out.push((
             "process.default".into(),
@@ -74,11 +80,7 @@ fn rule_candidates(plan: &Plan) -> Vec<(String, Vec<Layer>)> {
 pub fn assign(plan: &Plan, host: &HostLayers) -> Result<Assignment, EnforceError> {
     let mut a = Assignment::default();
     for (rule_id, candidates) in rule_candidates(plan) {
-        let carriers: Vec<Layer> = candidates
-            .iter()
-            .copied()
-            .filter(|l| host.has(*l))
-            .collect();
+        let carriers = palisade_policy::plan::carriers(&candidates, &host.layers);
         if carriers.is_empty() {
             if plan.enforcement == Enforcement::Strict {
                 return Err(EnforceError::NoLayerForRule {

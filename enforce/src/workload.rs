@@ -71,11 +71,13 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// Syscalls whose EACCES/EPERM the observer reports, with their path argument.
-fn watched_syscalls(denied: &[(u32, String)]) -> (BTreeMap<u32, u8>, Vec<u32>) {
+/// With BPF LSM the path syscalls are left out: its programs report their own
+/// refusals, and an EACCES seen afterwards would be misread as Landlock's.
+fn watched_syscalls(denied: &[(u32, String)], lsm: bool) -> (BTreeMap<u32, u8>, Vec<u32>) {
     let mut m = BTreeMap::new();
     let mut execve = Vec::new();
     #[cfg(target_arch = "x86_64")]
-    {
+    if !lsm {
         for (nr, arg) in [
             (libc::SYS_open, 1u8),
             (libc::SYS_creat, 1),
@@ -88,16 +90,18 @@ fn watched_syscalls(denied: &[(u32, String)]) -> (BTreeMap<u32, u8>, Vec<u32>) {
         }
         execve.push(libc::SYS_execve as u32);
     }
-    for (nr, arg) in [
-        (libc::SYS_openat, 2u8),
-        (libc::SYS_openat2, 2),
-        (libc::SYS_mkdirat, 2),
-        (libc::SYS_unlinkat, 2),
-        (libc::SYS_execveat, 2),
-    ] {
-        m.insert(nr as u32, arg);
+    if !lsm {
+        for (nr, arg) in [
+            (libc::SYS_openat, 2u8),
+            (libc::SYS_openat2, 2),
+            (libc::SYS_mkdirat, 2),
+            (libc::SYS_unlinkat, 2),
+            (libc::SYS_execveat, 2),
+        ] {
+            m.insert(nr as u32, arg);
+        }
+        execve.push(libc::SYS_execveat as u32);
     }
-    execve.push(libc::SYS_execveat as u32);
     // socket(2) keeps its type: a raw socket refused for lack of CAP_NET_RAW is reported.
     m.insert(libc::SYS_socket as u32, 10);
     for (nr, _) in denied {
@@ -129,7 +133,7 @@ pub fn observer_tables(plan: &Plan, host: &HostLayers, seccomp_applied: bool) ->
             }
         }
     }
-    let (watched, execve_nrs) = watched_syscalls(&denied_syscalls);
+    let (watched, execve_nrs) = watched_syscalls(&denied_syscalls, host.has(Layer::BpfLsm));
     ObserverTables {
         denied_syscalls,
         watched,
@@ -154,7 +158,8 @@ pub fn prepare(spec: &WorkloadSpec<'_>, host: &HostLayers) -> Result<Confinement
     } else {
         None
     };
-    let landlock = if host.has(Layer::Landlock) {
+    // With BPF LSM the exec and file rules are its own (plan::carriers).
+    let landlock = if host.has(Layer::Landlock) && !host.has(Layer::BpfLsm) {
         landlock_layer::prepare(plan, &spec.root)?
     } else {
         None
@@ -167,7 +172,10 @@ pub fn prepare(spec: &WorkloadSpec<'_>, host: &HostLayers) -> Result<Confinement
 
     let cgroup = WorkloadCgroup::create(&cgroup_root, &spec.id)?;
     let result = (|| {
-        let bpf = if host.has(Layer::CgroupSock) || host.has(Layer::ExecGuard) {
+        let bpf = if host.has(Layer::CgroupSock)
+            || host.has(Layer::ExecGuard)
+            || host.has(Layer::BpfLsm)
+        {
             Some(bpf::attach(
                 plan,
                 &spec.id,

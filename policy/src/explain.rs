@@ -31,11 +31,13 @@ fn access_words(access: &[Access]) -> String {
 
 /// The layers that will carry a rule on a host offering `available` (all, when unknown).
 fn carriers(layers: &[Layer], available: Option<&BTreeSet<Layer>>) -> String {
-    let chosen: Vec<&str> = layers
-        .iter()
-        .filter(|l| available.is_none_or(|a| a.contains(l)))
-        .map(|l| l.name())
-        .collect();
+    let chosen: Vec<&str> = match available {
+        Some(a) => crate::plan::carriers(layers, a),
+        None => layers.to_vec(),
+    }
+    .iter()
+    .map(|l| l.name())
+    .collect();
     if chosen.is_empty() {
         "NO LAYER ON THIS HOST".to_string()
     } else {
@@ -100,6 +102,24 @@ pub fn explain(plan: &Plan, available: Option<&BTreeSet<Layer>>) -> String {
             "  Note: without BPF LSM, a denied program that Landlock cannot refuse by path (e.g. reached \
              through a hard link) is stopped by the exec guard: the exec succeeds and the process is killed \
              before its first instruction. That is weaker than a refused system call."
+        );
+    }
+
+    if plan.exec.anonymous != DefaultAction::Allow {
+        let _ = writeln!(
+            out,
+            "  Programs from a file with no name (memfd + fexecve, O_TMPFILE) may NOT run \
+             [rule process.anonymousExec; enforced by {}]",
+            carriers(&[Layer::BpfLsm, Layer::ExecGuard], available)
+        );
+    }
+    if plan.exec.default == DefaultAction::Deny
+        && available.is_none_or(|a| a.contains(&Layer::BpfLsm))
+    {
+        let _ = writeln!(
+            out,
+            "  With BPF LSM, executable mappings count as running: shared libraries must be allowed too \
+             (the ELF interpreter of each allowed program is added automatically)."
         );
     }
 

@@ -123,6 +123,10 @@ pub struct ProcessSection {
     pub allow: Vec<ProcessRule>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<ProcessRule>,
+    /// Programs run from a file with no name (memfd + fexecve, O_TMPFILE,
+    /// a deleted file): denied unless set to allow, once `process` is present.
+    #[serde(rename = "anonymousExec", skip_serializing_if = "Option::is_none")]
+    pub anonymous_exec: Option<DefaultAction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

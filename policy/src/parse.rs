@@ -22,7 +22,7 @@ const SPEC: &[&str] = &[
     "privileges",
     "syscalls",
 ];
-const PROCESS: &[&str] = &["default", "allow", "deny"];
+const PROCESS: &[&str] = &["default", "allow", "deny", "anonymousExec"];
 const PROCESS_RULE: &[&str] = &[
     "path",
     "dir",
@@ -324,8 +324,12 @@ fn decode_process(node: &Node, diags: &mut Diagnostics) -> Option<ProcessSection
         .get("default")
         .and_then(|n| decode::keyword(n, "spec.process.default", DEFAULTS, diags))
         .unwrap_or_default();
+    let anonymous_exec = f.get("anonymousExec").and_then(|n| {
+        decode::keyword(n, "spec.process.anonymousExec", DEFAULTS, diags)
+    });
     let mut section = ProcessSection {
         default,
+        anonymous_exec,
         ..Default::default()
     };
     for (key, is_deny) in [("allow", false), ("deny", true)] {

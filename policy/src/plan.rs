@@ -41,6 +41,23 @@ impl Layer {
     }
 }
 
+/// The layers that carry a rule, from those that could (`candidates`) and
+/// those the host offers. Where BPF LSM is available it carries the rule
+/// alone: it refuses inside the system call, matches by file identity,
+/// audits, and names the rule in its event; the fallbacks (Landlock, the
+/// exec guard, seccomp's set*id deny) would only duplicate it, and Landlock,
+/// running first among the LSMs, would take the denial and its evidence.
+pub fn carriers(candidates: &[Layer], available: &BTreeSet<Layer>) -> Vec<Layer> {
+    if candidates.contains(&Layer::BpfLsm) && available.contains(&Layer::BpfLsm) {
+        return vec![Layer::BpfLsm];
+    }
+    candidates
+        .iter()
+        .copied()
+        .filter(|l| available.contains(l))
+        .collect()
+}
+
 /// What events repeat about the rule that fired.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct RuleInfo {
@@ -98,6 +115,8 @@ pub struct ExecPlan {
     /// `deny`: only what an allow rule lists may run (allowlist mode).
     pub default: DefaultAction,
     pub rules: Vec<PathRule>,
+    /// Exec (and executable mappings) of a file with no name: memfd, O_TMPFILE.
+    pub anonymous: DefaultAction,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -372,6 +391,10 @@ pub fn compile(
         exec: ExecPlan {
             default: process.default,
             rules: exec_rules.into_iter().collect(),
+            anonymous: match &spec.process {
+                Some(p) => p.anonymous_exec.unwrap_or(DefaultAction::Deny),
+                None => DefaultAction::Allow,
+            },
         },
         file: file_rules.into_iter().collect(),
         egress,

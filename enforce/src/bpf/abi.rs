@@ -12,6 +12,23 @@ pub const EV_SENDMSG: u32 = 3;
 pub const EV_SOCK_CREATE: u32 = 4;
 pub const EV_SETID_EXEC: u32 = 5;
 pub const EV_SYSCALL: u32 = 6;
+pub const EV_LSM_EXEC: u32 = 7;
+pub const EV_LSM_FILE: u32 = 8;
+pub const EV_LSM_SETID: u32 = 9;
+
+/// `RawEvent::arg` flags of exec events (`EV_EXEC`, `EV_LSM_EXEC`).
+pub const EXEC_ANONYMOUS: u64 = 1;
+pub const EXEC_TOO_DEEP: u64 = 2;
+pub const EXEC_SETID: u64 = 4;
+pub const EXEC_MAPPING: u64 = 8;
+/// `RawEvent::arg` of `EV_LSM_FILE`: refused accesses (1 << ACC_*), plus this flag.
+pub const FILE_TOO_DEEP: u64 = 0x100;
+/// `RawEvent::arg` of `EV_LSM_SETID`: set for a gid change; the low bits are the new id.
+pub const SETID_GID: u64 = 1 << 32;
+
+pub const ACC_READ: usize = 0;
+pub const ACC_WRITE: usize = 1;
+pub const ACC_EXEC: usize = 2;
 
 pub const MATCH_FILE: u8 = 0;
 pub const MATCH_DIR_DIRECT: u8 = 1;
@@ -30,7 +47,13 @@ pub struct Config {
     pub block_setid: u8,
     pub audit_only: u8,
     pub exec_guard: u8,
-    pub pad: [u8; 6],
+    pub lsm_exec: u8,
+    pub lsm_file: u8,
+    pub path_rules: u8,
+    pub anon_exec: u8,
+    /// Written by the LSM programs at the workload's first exec.
+    pub setid_armed: u8,
+    pub lsm: u8,
 }
 
 #[repr(C)]
@@ -73,6 +96,45 @@ pub struct InodeRule {
 }
 
 #[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccessRule {
+    pub rule: u32,
+    pub verdict: u8,
+    pub kind: u8,
+    pub set: u8,
+    pub pad: u8,
+}
+
+/// File rules of one target, per access (read, write, exec).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileRule {
+    pub access: [AccessRule; 3],
+}
+
+/// A path as `bpf_d_path` writes it, zero-filled after the NUL.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PathKey {
+    pub path: [u8; PATH_LEN],
+}
+
+impl PathKey {
+    /// `None` when the path does not fit (the kernel side could never match it).
+    pub fn new(path: &str) -> Option<Self> {
+        let bytes = path.as_bytes();
+        if bytes.len() >= PATH_LEN || bytes.contains(&0) {
+            return None;
+        }
+        let mut key = PathKey {
+            path: [0; PATH_LEN],
+        };
+        key.path[..bytes.len()].copy_from_slice(bytes);
+        Some(key)
+    }
+}
+
+#[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct RawEvent {
     pub ktime_ns: u64,
@@ -102,6 +164,8 @@ const _: () = assert!(std::mem::size_of::<PrefixKey>() == 20);
 const _: () = assert!(std::mem::size_of::<PortKey>() == 8);
 const _: () = assert!(std::mem::size_of::<InodeKey>() == 16);
 const _: () = assert!(std::mem::size_of::<InodeRule>() == 8);
+const _: () = assert!(std::mem::size_of::<FileRule>() == 24);
+const _: () = assert!(std::mem::size_of::<PathKey>() == PATH_LEN);
 
 /// The bytes of a plain-old-data value, for map keys and values.
 pub fn bytes_of<T: Copy>(v: &T) -> &[u8] {

@@ -5,15 +5,15 @@
 //! or of the shim) until the workload is released.
 
 pub mod abi;
+pub mod tables;
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder};
-use palisade_policy::model::{DefaultAction, Mode, Target};
-use palisade_policy::plan::{Layer, Plan, RuleVerdict};
+use palisade_policy::model::{DefaultAction, Mode};
+use palisade_policy::plan::{Layer, Plan};
 use tracing::{debug, warn};
 
 use crate::cgroup::WorkloadCgroup;
@@ -21,6 +21,7 @@ use crate::error::{bpf_err, io};
 use crate::host::HostLayers;
 use crate::EnforceError;
 use abi::*;
+use tables::verdict_code;
 
 pub const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/palisade.bpf.o"));
 const PROBE_LSM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_lsm.bpf.o"));
@@ -36,6 +37,15 @@ const SOCKET_PROGRAMS: &[&str] = &[
     "pal_sock_create",
 ];
 const TRACING_PROGRAMS: &[&str] = &["pal_exec_guard", "pal_sys_enter", "pal_sys_exit"];
+/// lsm_cgroup programs: attached to the workload's cgroup like the socket programs.
+const LSM_PROGRAMS: &[&str] = &[
+    "pal_lsm_bprm_check",
+    "pal_lsm_mmap_file",
+    "pal_lsm_file_mprotect",
+    "pal_lsm_file_open",
+    "pal_lsm_setuid",
+    "pal_lsm_setgid",
+];
 
 /// libbpf's own messages go to `tracing` (debug), not straight to stderr:
 /// probing a missing feature is expected and is reported by `palisade check`.
@@ -114,19 +124,6 @@ pub fn probe_programs(programs: &[&str]) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn kernel_dev(st_dev: u64) -> u64 {
-    let major = libc::major(st_dev) as u64;
-    let minor = libc::minor(st_dev) as u64;
-    (major << 20) | minor
-}
-
-fn verdict_code(v: RuleVerdict) -> u8 {
-    match v {
-        RuleVerdict::Allow => VERDICT_ALLOW,
-        RuleVerdict::Deny => VERDICT_DENY,
-        RuleVerdict::Audit => VERDICT_AUDIT,
-    }
-}
 
 fn default_code(d: DefaultAction) -> u8 {
     match d {
@@ -179,12 +176,20 @@ fn attach_inner(
     let want_sock = host.has(Layer::CgroupSock)
         && (plan.egress.is_some() || plan.raw_sockets == DefaultAction::Deny);
     let want_tracing = host.has(Layer::ExecGuard);
+    let exec_restricted = !plan.exec.rules.is_empty()
+        || plan.exec.default == DefaultAction::Deny
+        || plan.exec.anonymous != DefaultAction::Allow;
+    let want_lsm = host.has(Layer::BpfLsm)
+        && (exec_restricted || !plan.file.is_empty() || plan.privileges.block_setuid);
     let mut programs: Vec<&str> = Vec::new();
     if want_sock {
         programs.extend(SOCKET_PROGRAMS);
     }
     if want_tracing {
         programs.extend(TRACING_PROGRAMS);
+    }
+    if want_lsm {
+        programs.extend(LSM_PROGRAMS);
     }
     let open = open_with(&programs).map_err(bpf_err("open palisade.bpf.o"))?;
     let mut object = open.load().map_err(bpf_err("load palisade.bpf.o"))?;
@@ -204,44 +209,37 @@ fn attach_inner(
             .map_err(bpf_err(format!("update map {name}")))
     };
 
-    // Exec rules by file identity; directories match through the ancestor walk.
-    let mut unresolved_exec = Vec::new();
+    // Exec and file rules by file identity; directories match through the
+    // ancestor walk, missing targets by path (BPF LSM only).
+    let tables = tables::build(plan, root);
     let exec_guard_rules = plan
         .exec
         .rules
         .iter()
         .filter(|r| r.layers.contains(&Layer::ExecGuard))
         .count();
-    for (i, r) in plan.exec.rules.iter().enumerate() {
-        let location = r.target.location();
-        let host_path = root.join(location.trim_start_matches('/'));
-        let meta = match std::fs::metadata(&host_path) {
-            Ok(m) => m,
-            Err(_) => {
-                unresolved_exec.push(location.to_string());
-                continue;
-            }
-        };
-        let kind = match &r.target {
-            Target::Path { .. } => MATCH_FILE,
-            Target::Dir {
-                recursive: true, ..
-            } => MATCH_DIR_TREE,
-            Target::Dir { .. } => MATCH_DIR_DIRECT,
-        };
-        let key = InodeKey {
-            dev: kernel_dev(meta.dev()),
-            ino: meta.ino(),
-        };
-        let value = InodeRule {
-            rule: i as u32,
-            verdict: verdict_code(r.verdict),
-            kind,
-            pad: [0; 2],
-        };
-        if want_tracing {
-            update("exec_rules", bytes_of(&key), bytes_of(&value))?;
+    if want_tracing || want_lsm {
+        for (key, value) in &tables.exec_inodes {
+            update("exec_rules", bytes_of(key), bytes_of(value))?;
         }
+    }
+    let mut unresolved_exec: Vec<String> = tables.unresolved.clone();
+    if want_lsm {
+        for (path, value) in &tables.exec_paths {
+            if let Some(key) = PathKey::new(path) {
+                update("exec_paths", bytes_of(&key), bytes_of(value))?;
+            }
+        }
+        for (key, value) in &tables.file_inodes {
+            update("file_rules", bytes_of(key), bytes_of(value))?;
+        }
+        for (path, value) in &tables.file_paths {
+            if let Some(key) = PathKey::new(path) {
+                update("file_paths", bytes_of(&key), bytes_of(value))?;
+            }
+        }
+    } else {
+        unresolved_exec.extend(tables.exec_paths.keys().cloned());
     }
 
     if want_sock {
@@ -285,8 +283,20 @@ fn attach_inner(
         exec_default: default_code(plan.exec.default),
         block_setid: u8::from(plan.privileges.block_setuid),
         audit_only: u8::from(plan.mode == Mode::Audit),
-        exec_guard: u8::from(exec_guard_rules > 0 || plan.exec.default == DefaultAction::Deny),
-        pad: [0; 6],
+        exec_guard: u8::from(
+            !want_lsm
+                && (exec_guard_rules > 0
+                    || plan.exec.default == DefaultAction::Deny
+                    || plan.exec.anonymous != DefaultAction::Allow),
+        ),
+        lsm_exec: u8::from(want_lsm && exec_restricted),
+        lsm_file: u8::from(want_lsm && !plan.file.is_empty()),
+        path_rules: u8::from(
+            want_lsm && !(tables.exec_paths.is_empty() && tables.file_paths.is_empty()),
+        ),
+        anon_exec: default_code(plan.exec.anonymous),
+        setid_armed: 0,
+        lsm: u8::from(want_lsm),
     };
     update("pal_config_map", bytes_of(&0u32), bytes_of(&config))?;
 
@@ -297,7 +307,9 @@ fn attach_inner(
         if !programs.contains(&name.as_str()) {
             continue;
         }
-        let mut link = if SOCKET_PROGRAMS.contains(&name.as_str()) {
+        let per_cgroup =
+            SOCKET_PROGRAMS.contains(&name.as_str()) || LSM_PROGRAMS.contains(&name.as_str());
+        let mut link = if per_cgroup {
             prog.attach_cgroup(cgroup_dir.as_raw_fd())
                 .map_err(bpf_err(format!(
                     "attach {name} to {}",
@@ -326,7 +338,7 @@ fn attach_inner(
             .map_err(bpf_err(format!("pin {}", pin.display())))?;
     }
     if !unresolved_exec.is_empty() {
-        warn!(paths = ?unresolved_exec, "exec rules for paths that do not exist are carried by Landlock only");
+        warn!(paths = ?unresolved_exec, "rules on paths that do not exist here are not carried by the BPF programs");
     }
     Ok(AttachedBpf {
         object,

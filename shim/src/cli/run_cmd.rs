@@ -139,9 +139,32 @@ pub fn run(args: RunArgs) -> Result<i32> {
             Ok(())
         });
     }
+    let attributor = confinement.attributor(&plan, &info);
+    // Built before the spawn: a refused execve is reported by the kernel
+    // before the spawn returns its error.
+    let ring = confinement.bpf.as_ref().and_then(|b| {
+        let map = b.object.maps().find(|m| m.name() == "events")?;
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&map as &dyn MapCore, |data: &[u8]| {
+                if let Some(ev) = RawEvent::from_bytes(data).and_then(|r| attributor.attribute(&r))
+                {
+                    if let Err(e) = sink.write(&ev) {
+                        warn!(error = %e, "cannot write event");
+                    }
+                }
+                0
+            })
+            .ok()?;
+        builder.build().ok()
+    });
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
+            if let Some(r) = &ring {
+                let _ = r.consume();
+            }
+            drop(ring);
             confinement.release();
             bail!("{}: {e}", args.command[0]);
         }
@@ -153,25 +176,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
     });
 
-    let attributor = confinement.attributor(&plan, &info);
     let status = {
-        let ring = confinement.bpf.as_ref().and_then(|b| {
-            let map = b.object.maps().find(|m| m.name() == "events")?;
-            let mut builder = RingBufferBuilder::new();
-            builder
-                .add(&map as &dyn MapCore, |data: &[u8]| {
-                    if let Some(ev) =
-                        RawEvent::from_bytes(data).and_then(|r| attributor.attribute(&r))
-                    {
-                        if let Err(e) = sink.write(&ev) {
-                            warn!(error = %e, "cannot write event");
-                        }
-                    }
-                    0
-                })
-                .ok()?;
-            builder.build().ok()
-        });
         loop {
             if let Some(status) = child.try_wait().context("wait")? {
                 // Whatever the kernel queued before the exit.
@@ -189,6 +194,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             }
         }
     };
+    drop(ring);
     confinement.release();
     Ok(status
         .code()

@@ -74,6 +74,21 @@ fn main() {
             let e = std::process::Command::new(arg(1)).args(&args[2..]).exec();
             fail("exec", e);
         }
+        // Fileless execution: the program's bytes in a memfd, run with fexecve.
+        "memfd-exec" => {
+            let bytes = std::fs::read(arg(1)).unwrap_or_else(|e| fail("read", e));
+            let name = c"payload";
+            let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MemFdCreateFlag::empty())
+                .unwrap_or_else(|e| fail("memfd_create", e));
+            let mut f = std::fs::File::from(fd);
+            f.write_all(&bytes).unwrap_or_else(|e| fail("write memfd", e));
+            exec_fd(&f, &args[1..], false);
+        }
+        // The same file reached through /proc/self/fd/N instead of its path.
+        "fd-exec" => {
+            let f = std::fs::File::open(arg(1)).unwrap_or_else(|e| fail("open", e));
+            exec_fd(&f, &args[1..], true);
+        }
         "ptrace" => {
             // SAFETY: PTRACE_TRACEME takes no pointers.
             let r = unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
@@ -156,5 +171,27 @@ fn main() {
             eprintln!("palisade-probe: unknown verb `{other}`");
             std::process::exit(2);
         }
+    }
+}
+
+/// Executes an open file by descriptor: fexecve, or execve of its /proc/self/fd link.
+fn exec_fd(f: &std::fs::File, argv: &[String], through_proc: bool) -> ! {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    let cargs: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_str()).unwrap_or_else(|e| fail("argument", e)))
+        .collect();
+    let env: Vec<CString> = Vec::new();
+    let e = if !through_proc {
+        nix::unistd::fexecve(f.as_raw_fd(), &cargs, &env)
+    } else {
+        let path = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
+            .unwrap_or_else(|e| fail("path", e));
+        nix::unistd::execve(&path, &cargs, &env)
+    };
+    match e {
+        Err(e) => fail("exec", e),
+        Ok(never) => match never {},
     }
 }
