@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 CARGO ?= cargo
 BINS := palisade containerd-shim-palisade-v2
 
-.PHONY: all build bpf install test test-unit test-integration lint bench bench-smoke demo fuzz deps clean
+.PHONY: all build bpf install test test-vm test-unit test-integration lint bench bench-smoke demo fuzz deps clean
 
 all: build
 
@@ -27,11 +27,19 @@ install: build
 	install -d $(PREFIX)/bin
 	for b in $(BINS); do [ -x target/release/$$b ] && install -m 0755 target/release/$$b $(PREFIX)/bin/$$b || true; done
 
-## test: everything, as root: unit, property and golden tests, then the real-kernel suites.
+## test: everything, as root: unit, property and golden tests, the real-kernel suites, then the
+## BPF LSM suite in a VM.
 test: lint
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace --no-fail-fast
 	target/debug/palisade-bench --quick > /dev/null
+	tests/vm/run.sh
+
+## test-vm: the BPF LSM suite in a QEMU/TCG guest booting Debian's cloud kernel with lsm=...,bpf
+## (this host's kernel refuses BPF LSM programs). Fetches the kernel package into target/vm/.
+test-vm:
+	$(CARGO) build --workspace
+	tests/vm/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -56,11 +56,16 @@ struct {
 } file_paths SEC(".maps");
 
 /* Scratch for bpf_d_path: a path key is too big for the 512-byte stack. */
+struct pal_path_scratch {
+	struct pal_path_key key;
+	__s64 len; /* bpf_d_path's result: bytes used, NUL included */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct pal_path_key);
+	__type(value, struct pal_path_scratch);
 } path_scratch SEC(".maps");
 
 /* Where the ancestor walk stands: the dentry and the mount it is seen through. */
@@ -166,18 +171,39 @@ static __always_inline int kind_matches(__u8 kind, __u32 depth)
 	return depth >= 1;
 }
 
+/* d_path builds the name at the end of the buffer and moves it to the
+ * front, leaving a copy behind the NUL: zero it, or no key ever matches.
+ * A bpf_loop callback, so the verifier checks one step, not 160. */
+static long zero_tail_step(__u32 index, void *ctx)
+{
+	__u32 zero = 0;
+	struct pal_path_scratch *s = bpf_map_lookup_elem(&path_scratch, &zero);
+	if (!s)
+		return 1;
+	__u64 i = index;
+	if ((__s64)i < s->len)
+		return 0;
+	/* The bound check sits right before the access, on the same register. */
+	barrier_var(i);
+	if (i >= PAL_PATH_LEN)
+		return 1;
+	s->key.path[i] = 0;
+	return 0;
+}
+
 /* Fills the scratch key with the task's view of the file's path. */
 static __always_inline struct pal_path_key *path_of(struct file *file)
 {
 	__u32 zero = 0;
-	struct pal_path_key *key = bpf_map_lookup_elem(&path_scratch, &zero);
-	if (!key)
+	struct pal_path_scratch *s = bpf_map_lookup_elem(&path_scratch, &zero);
+	if (!s)
 		return 0;
-	__builtin_memset(key, 0, sizeof(*key));
-	long n = bpf_d_path((struct path *)&file->f_path, key->path, sizeof(key->path));
+	long n = bpf_d_path((struct path *)&file->f_path, s->key.path, sizeof(s->key.path));
 	if (n < 0)
 		return 0;
-	return key;
+	s->len = n;
+	bpf_loop(PAL_PATH_LEN, zero_tail_step, 0, 0);
+	return &s->key;
 }
 
 struct pal_decision {

@@ -20,3 +20,7 @@ fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   python3 -m pip install -q kubernetes-validate
 fi
+# The CRI client the CRI tests drive containerd with (kubelet's calls, no crictl package here).
+if ! python3 -c 'import grpc, cri_api.v1.api_pb2' >/dev/null 2>&1; then
+  python3 -m pip install -q container-runtime-interface-api
+fi

@@ -313,11 +313,12 @@ impl Attributor<'_> {
                 ev.layer = Some("bpf-lsm".into());
                 ev.operation = Some("file".into());
                 ev.target = Some(raw.path_str());
-                let names: Vec<&str> = [(ACC_READ, "read"), (ACC_WRITE, "write"), (ACC_EXEC, "exec")]
-                    .iter()
-                    .filter(|(bit, _)| raw.arg & (1 << bit) != 0)
-                    .map(|(_, name)| *name)
-                    .collect();
+                let names: Vec<&str> =
+                    [(ACC_READ, "read"), (ACC_WRITE, "write"), (ACC_EXEC, "exec")]
+                        .iter()
+                        .filter(|(bit, _)| raw.arg & (1 << bit) != 0)
+                        .map(|(_, name)| *name)
+                        .collect();
                 ev.access = Some(names.join(","));
                 if raw.arg & FILE_TOO_DEEP != 0 {
                     ev.rule_id = Some("file.rules".into());

@@ -172,21 +172,20 @@ pub fn prepare(spec: &WorkloadSpec<'_>, host: &HostLayers) -> Result<Confinement
 
     let cgroup = WorkloadCgroup::create(&cgroup_root, &spec.id)?;
     let result = (|| {
-        let bpf = if host.has(Layer::CgroupSock)
-            || host.has(Layer::ExecGuard)
-            || host.has(Layer::BpfLsm)
-        {
-            Some(bpf::attach(
-                plan,
-                &spec.id,
-                &cgroup,
-                host,
-                &spec.root,
-                &Watch { syscalls },
-            )?)
-        } else {
-            None
-        };
+        let bpf =
+            if host.has(Layer::CgroupSock) || host.has(Layer::ExecGuard) || host.has(Layer::BpfLsm)
+            {
+                Some(bpf::attach(
+                    plan,
+                    &spec.id,
+                    &cgroup,
+                    host,
+                    &spec.root,
+                    &Watch { syscalls },
+                )?)
+            } else {
+                None
+            };
         let cgroup_procs = Some(cgroup.procs_file()?);
         Ok::<_, EnforceError>((bpf, cgroup_procs))
     })();

@@ -324,9 +324,9 @@ fn decode_process(node: &Node, diags: &mut Diagnostics) -> Option<ProcessSection
         .get("default")
         .and_then(|n| decode::keyword(n, "spec.process.default", DEFAULTS, diags))
         .unwrap_or_default();
-    let anonymous_exec = f.get("anonymousExec").and_then(|n| {
-        decode::keyword(n, "spec.process.anonymousExec", DEFAULTS, diags)
-    });
+    let anonymous_exec = f
+        .get("anonymousExec")
+        .and_then(|n| decode::keyword(n, "spec.process.anonymousExec", DEFAULTS, diags));
     let mut section = ProcessSection {
         default,
         anonymous_exec,

@@ -158,6 +158,8 @@ fn policy() -> impl Strategy<Value = Policy> {
                         default: DefaultAction::Deny,
                         allow,
                         deny: Vec::new(),
+                        // Both spellings round-trip: absent, and an explicit allow.
+                        anonymous_exec: audit.then_some(DefaultAction::Allow),
                     }),
                     file: Some(FileSection { rules: file }),
                     network: Some(NetworkSection {

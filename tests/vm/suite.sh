@@ -100,6 +100,26 @@ check "shadow: hard link read reported" event shadow-hard '"rule_id":"shadow"'
 confined shadow shadow-other $P read $W/etc/hosts
 check "shadow: an unrelated file stays readable" works
 
+# --- file rules: a mounted secret, matched across the mount point --------------
+mkdir -p $W/run/secrets
+mount -t tmpfs secrets $W/run/secrets
+echo 'token' > $W/run/secrets/token
+policy secrets "  file:" "    rules:" \
+	"      - {dir: $W/run/, recursive: true, access: [read], action: deny, id: no-secrets}"
+bare $P read $W/run/secrets/token
+check "secret: a mounted secret is readable without a policy" works
+confined secrets secret $P read $W/run/secrets/token
+check "secret: a rule above the mount point refuses the read" refused
+check "secret: reported with the full path" event secret '"rule_id":"no-secrets"' "\"target\":\"$W/run/secrets/token\""
+
+# --- file rules: a path created after the workload started ----------------------
+policy later "  file:" "    rules:" \
+	"      - {path: $W/etc/later, access: [read], action: deny, id: later}"
+rm -f $W/etc/later
+confined later later sh -c "echo x > $W/etc/later && $P read $W/etc/later"
+check "later: a file created after setup is refused by path" refused
+check "later: reported" event later '"rule_id":"later"'
+
 # --- file rules: a directory write rule ---------------------------------------
 echo 'root ALL=(ALL) ALL' > $W/etc/sudoers
 policy etcro "  file:" "    rules:" \
@@ -161,6 +181,16 @@ check "exec: /proc/self/fd/N works without a policy" works
 confined allowlist fdexec $P fd-exec $W/bin/evil euid
 check "exec: /proc/self/fd/N refused" refused
 check "exec: /proc/self/fd/N reported" event fdexec '"rule_id":"no-evil"'
+
+deep=$W/bin
+for i in $(seq 1 50); do deep=$deep/d; done
+mkdir -p $deep
+cp $P $deep/deep-probe
+bare $deep/deep-probe euid
+check "exec: a binary 50 directories down runs without a policy" works
+confined allowlist deep $P exec $deep/deep-probe euid
+check "exec: too deep for the walk: refused in allowlist mode, not guessed" refused
+check "exec: too deep is reported" event deep '"rule_id":"process.default"' 'too deep'
 
 # --- set-id -------------------------------------------------------------------
 cp $P $W/suid-probe

@@ -124,7 +124,6 @@ pub fn probe_programs(programs: &[&str]) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-
 fn default_code(d: DefaultAction) -> u8 {
     match d {
         DefaultAction::Allow => VERDICT_ALLOW,

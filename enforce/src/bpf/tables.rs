@@ -69,7 +69,12 @@ pub fn stat_in_root(root: &Path, location: &str) -> std::io::Result<Metadata> {
     }
     let root_c = CString::new(root.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
     // SAFETY: plain open(2) of a NUL-terminated path; the fd is owned below.
-    let root_fd = unsafe { libc::open(root_c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let root_fd = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if root_fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -279,11 +284,6 @@ mod tests {
         assert!(stat_in_root(&root, "/etc/missing").is_err());
         std::fs::remove_dir_all(&root).unwrap();
     }
-}
-#[cfg(test)]
-mod dir_tests {
-    use super::*;
-    use palisade_policy::{load_str, LoadOptions};
 
     #[test]
     fn directory_rules_keep_their_kind_per_access() {
@@ -293,9 +293,15 @@ mod dir_tests {
         let t = build(&p, Path::new("/"));
         let etc = identity(Path::new("/"), "/etc/").unwrap();
         let w = t.file_inodes[&etc].access[ACC_WRITE];
-        assert_eq!((w.set, w.kind, w.verdict), (1, MATCH_DIR_TREE, VERDICT_DENY));
+        assert_eq!(
+            (w.set, w.kind, w.verdict),
+            (1, MATCH_DIR_TREE, VERDICT_DENY)
+        );
         let usr = identity(Path::new("/"), "/usr/").unwrap();
         let r = t.file_inodes[&usr].access[ACC_READ];
-        assert_eq!((r.set, r.kind, r.verdict), (1, MATCH_DIR_DIRECT, VERDICT_AUDIT));
+        assert_eq!(
+            (r.set, r.kind, r.verdict),
+            (1, MATCH_DIR_DIRECT, VERDICT_AUDIT)
+        );
     }
 }

@@ -81,7 +81,8 @@ fn main() {
             let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MemFdCreateFlag::empty())
                 .unwrap_or_else(|e| fail("memfd_create", e));
             let mut f = std::fs::File::from(fd);
-            f.write_all(&bytes).unwrap_or_else(|e| fail("write memfd", e));
+            f.write_all(&bytes)
+                .unwrap_or_else(|e| fail("write memfd", e));
             exec_fd(&f, &args[1..], false);
         }
         // The same file reached through /proc/self/fd/N instead of its path.
