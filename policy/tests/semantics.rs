@@ -111,3 +111,79 @@ fn kubearmor_allow_becomes_an_allowlist() {
         RuleVerdict::Deny
     );
 }
+
+#[test]
+fn bpf_lsm_carries_exec_file_and_setuid_rules_alone_where_the_host_has_it() {
+    use palisade_policy::plan::{carriers, Layer};
+    use std::collections::BTreeSet;
+    let p = plan(
+        "  process:\n    deny: [{path: /usr/bin/curl, id: no-curl}]\n  file:\n    rules:\n      - {path: /etc/shadow, access: [read], action: deny, id: shadow}\n  privileges: {blockSetuid: true}\n",
+    );
+    let without: BTreeSet<Layer> = [
+        Layer::Landlock,
+        Layer::ExecGuard,
+        Layer::Seccomp,
+        Layer::Caps,
+    ]
+    .into_iter()
+    .collect();
+    let mut with = without.clone();
+    with.insert(Layer::BpfLsm);
+    let exec = &p.exec.rules[0].layers;
+    assert_eq!(carriers(exec, &with), vec![Layer::BpfLsm]);
+    assert_eq!(
+        carriers(exec, &without),
+        vec![Layer::Landlock, Layer::ExecGuard]
+    );
+    assert_eq!(
+        carriers(&p.privileges.layers_setuid, &with),
+        vec![Layer::BpfLsm]
+    );
+    assert_eq!(
+        carriers(&p.privileges.layers_setuid, &without),
+        vec![Layer::Seccomp, Layer::ExecGuard]
+    );
+    // Network rules have no BPF LSM candidate and keep their layer.
+    assert_eq!(
+        carriers(
+            &[Layer::CgroupSock],
+            &with.iter().copied().chain([Layer::CgroupSock]).collect()
+        ),
+        vec![Layer::CgroupSock]
+    );
+
+    let on_lsm_host = palisade_policy::explain::explain(&p, Some(&with));
+    assert!(
+        on_lsm_host.contains("[rule no-curl; enforced by bpf-lsm]"),
+        "{on_lsm_host}"
+    );
+    assert!(
+        on_lsm_host.contains("[rule shadow; enforced by bpf-lsm]"),
+        "{on_lsm_host}"
+    );
+    assert!(!on_lsm_host.contains("exec-guard"), "{on_lsm_host}");
+    let elsewhere = palisade_policy::explain::explain(&p, Some(&without));
+    assert!(
+        elsewhere.contains("[rule no-curl; enforced by landlock, exec-guard]"),
+        "{elsewhere}"
+    );
+}
+
+#[test]
+fn a_process_section_denies_anonymous_exec_unless_it_allows_it() {
+    use palisade_policy::model::DefaultAction;
+    assert_eq!(
+        plan("  file: {rules: []}\n").exec.anonymous,
+        DefaultAction::Allow
+    );
+    assert_eq!(
+        plan("  process: {default: allow}\n").exec.anonymous,
+        DefaultAction::Deny
+    );
+    assert_eq!(
+        plan("  process: {default: allow, anonymousExec: allow}\n")
+            .exec
+            .anonymous,
+        DefaultAction::Allow
+    );
+}

@@ -145,6 +145,10 @@ cp $P $W/bin/good
 policy allowlist "  process:" "    default: deny" \
 	"    allow: [{path: $P}, {dir: $W/bin/, recursive: true}, $LIBDIRS]" \
 	"    deny: [{path: $W/bin/evil, id: no-evil, tags: [MITRE-T1059]}]"
+OUT=$(palisade policy explain --host $W/pol/allowlist.yaml 2>&1)
+check "explain --host: the deny rule is carried by bpf-lsm alone" \
+	sh -c "echo '$OUT' | grep -q 'rule no-evil; enforced by bpf-lsm]'"
+check "explain --host: no exec-guard fallback is named" sh -c "! echo '$OUT' | grep -q 'exec-guard'"
 bare $P exec $W/bin/evil euid
 check "exec: the binary runs without a policy" works
 bare $P exec /bin/busybox true
@@ -209,6 +213,40 @@ policy blocksetuid "  privileges: {blockSetuid: true}"
 confined blocksetuid setresuid $P setuid 65534
 check "setuid: setresuid refused under blockSetuid" refused
 check "setuid: setresuid reported by bpf-lsm" event setresuid '"rule_id":"privileges.blockSetuid"' '"operation":"setuid"'
+
+# --- the other layers still work beside it --------------------------------------
+$P listen 127.0.0.1:3333 > /dev/null 2>&1 &
+listener=$!
+sleep 1
+policy egress "  network:" "    egress:" "      deny: [{cidr: 127.0.0.1/32, ports: [3333], id: mining-pool}]" \
+	"  syscalls: {deny: [ptrace]}"
+bare $P connect 127.0.0.1:3333
+check "egress: the port is reachable without a policy" works
+confined egress egress $P connect 127.0.0.1:3333
+check "egress: refused by cgroup-sock beside bpf-lsm" refused
+check "egress: reported by cgroup-sock" \
+	sh -c "grep '\"rule_id\":\"mining-pool\"' $W/ev/egress.jsonl | grep -q '\"layer\":\"cgroup-sock\"'"
+confined egress ptrace $P ptrace
+check "syscalls: ptrace refused by seccomp beside bpf-lsm" refused
+kill $listener
+
+# --- the supervisor dies, the confinement stays -----------------------------------
+rm -f $W/orphan.out
+palisade run --policy $W/pol/shadow.yaml --id orphan --events $W/ev/orphan.jsonl -- \
+	sh -c "while [ ! -f $W/go ]; do sleep 0.2; done; $P read $W/etc/shadow > $W/orphan.out 2>&1" > /dev/null 2>&1 &
+supervisor=$!
+for i in $(seq 1 100); do [ -f /run/palisade/orphan.json ] && break; sleep 0.2; done
+kill -9 $supervisor
+wait $supervisor 2>/dev/null
+touch $W/go
+for i in $(seq 1 100); do [ -s $W/orphan.out ] && break; sleep 0.2; done
+OUT=$(cat $W/orphan.out 2>/dev/null)
+check "orphan: with its supervisor SIGKILLed the workload still cannot read the file" \
+	sh -c "echo '$OUT' | grep -q DENIED"
+for i in $(seq 1 50); do [ -z "$(cat /sys/fs/cgroup/palisade/orphan/cgroup.procs 2>/dev/null)" ] && break; sleep 0.2; done
+OUT=$(palisade gc 2>&1)
+check "orphan: palisade gc releases it" sh -c "[ ! -e /sys/fs/bpf/palisade/orphan ] && [ ! -e /run/palisade/orphan.json ]"
+rm -f $W/go
 
 # --- scope: only the workload ---------------------------------------------------
 palisade run --policy $W/pol/shadow.yaml --id scope --events $W/ev/scope.jsonl -- /bin/sleep 3 > /dev/null 2>&1 &

@@ -80,7 +80,12 @@ enum PolicyCommand {
         files: Vec<PathBuf>,
     },
     /// What the policy allows and denies, for a reviewer.
-    Explain { file: PathBuf },
+    Explain {
+        file: PathBuf,
+        /// Name the layers that carry each rule on this host (probes the kernel, as `check` does).
+        #[arg(long)]
+        host: bool,
+    },
     /// The enforcement plan.
     Compile {
         file: PathBuf,
@@ -101,8 +106,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(PolicyCommand::Validate { files }) => policy_cmd::validate(&files),
-        Command::Policy(PolicyCommand::Explain { file }) => {
-            policy_cmd::explain(&file, None).map(|_| 0)
+        Command::Policy(PolicyCommand::Explain { file, host }) => {
+            let detected = host.then(palisade_enforce::host::detect);
+            policy_cmd::explain(&file, detected.as_ref().map(|h| &h.layers)).map(|_| 0)
         }
         Command::Policy(PolicyCommand::Compile { file, .. }) => {
             policy_cmd::compile(&file).map(|_| 0)

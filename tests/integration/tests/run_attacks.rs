@@ -187,6 +187,57 @@ fn a_denied_binary_inside_an_allowed_directory_is_stopped_even_through_a_hard_li
 }
 
 #[test]
+fn fileless_execution_from_a_memfd_is_stopped_unless_the_policy_allows_it() {
+    let _g = serial();
+    let s = Scratch::new("memfd");
+    let p = probe_str();
+    let bin = s.path("payload");
+    std::fs::copy(probe(), &bin).unwrap();
+    let payload = bin.display().to_string();
+    let o = run_confined(&s, None, &[], &[&p, "memfd-exec", &payload, "euid"]);
+    assert!(stdout(&o).contains("EUID"), "baseline: {}", stdout(&o));
+    // A process section without a word on anonymous files: they may not run.
+    let pol = policy(&s, "  process: {default: allow}\n");
+    let o = run_confined(&s, Some(&pol), &[], &[&p, "memfd-exec", &payload, "euid"]);
+    assert_eq!(o.status.code(), Some(137), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("EUID"), "{}", stdout(&o));
+    let events = s.events();
+    let ev = find(&events, "denial", "rule_id", "process.anonymousExec").expect("event");
+    assert_eq!(ev["layer"], "exec-guard");
+    assert_eq!(ev["operation"], "exec");
+    // The same file by its name still runs.
+    assert_works(
+        &run_confined(&s, Some(&pol), &[], &[&p, "exec", &payload, "euid"]),
+        "exec of the named file",
+    );
+    let allow = policy(&s, "  process: {default: allow, anonymousExec: allow}\n");
+    let o = run_confined(&s, Some(&allow), &[], &[&p, "memfd-exec", &payload, "euid"]);
+    assert!(stdout(&o).contains("EUID"), "allowed: {}", stdout(&o));
+}
+
+#[test]
+fn explain_names_the_layers_of_this_host() {
+    let s = Scratch::new("explain");
+    let pol = policy(
+        &s,
+        "  process:\n    deny: [{path: /usr/bin/curl, id: no-curl}]\n",
+    );
+    let o = Command::new(palisade())
+        .args(["policy", "explain", "--host"])
+        .arg(&pol)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    // This kernel refuses BPF LSM programs: the fallbacks carry the rule.
+    assert!(
+        text.contains("[rule no-curl; enforced by landlock, exec-guard]"),
+        "{text}"
+    );
+    assert!(!text.contains("bpf-lsm]"), "{text}");
+}
+
+#[test]
 fn mining_pool_egress_is_denied_while_the_allowed_service_stays_reachable() {
     let _g = serial();
     let s = Scratch::new("egress");
