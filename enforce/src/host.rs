@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::bpf;
 
+const MIN_LANDLOCK_ABI: i32 = 3;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Feature {
     pub name: &'static str,
@@ -171,14 +173,20 @@ pub fn detect() -> HostLayers {
         }
     }
     let abi = landlock_abi();
+    // Write rules include truncate (ABI 3): an older Landlock cannot carry them as written.
+    let landlock_usable = abi.is_some_and(|n| n >= MIN_LANDLOCK_ABI);
     features.push(Feature {
         name: "Landlock",
-        available: abi.is_some(),
-        detail: abi
-            .map(|n| format!("ABI {n} or later"))
-            .unwrap_or_else(|| "unavailable: not enabled in this kernel".into()),
+        available: landlock_usable,
+        detail: match abi {
+            Some(n) if n >= MIN_LANDLOCK_ABI => format!("ABI {n} or later"),
+            Some(n) => format!(
+                "unavailable: ABI {n}; Palisade needs ABI {MIN_LANDLOCK_ABI} (kernel 6.2) for truncate rights"
+            ),
+            None => "unavailable: not enabled in this kernel".into(),
+        },
     });
-    if abi.is_some() {
+    if landlock_usable {
         layers.insert(Layer::Landlock);
     }
     let seccomp = seccomp_available();

@@ -68,6 +68,9 @@ else
 	exit 1
 fi
 palisade check | grep -q 'layers on this host:.*bpf-lsm' && ok "palisade check lists the bpf-lsm layer" || bad "check" "bpf-lsm not among the layers"
+OUT=$(palisade check 2>&1)
+check "check: an older Landlock (ABI < 3) is named and not used" \
+	sh -c "echo '$OUT' | grep -q '^Landlock .*missing .*ABI [12];'"
 
 # PALISADE_VM_APPEND=palisade_debug=1 make test-vm: libbpf's and the verifier's words.
 if [ -n "$palisade_debug" ]; then
