@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 CARGO ?= cargo
 BINS := palisade containerd-shim-palisade-v2
 
-.PHONY: all build bpf install test test-vm test-unit test-integration lint bench bench-smoke demo fuzz deps clean
+.PHONY: all build bpf install test test-vm bench-vm test-unit test-integration lint bench bench-smoke demo fuzz deps clean
 
 all: build
 
@@ -50,6 +50,12 @@ bench:
 	$(CARGO) bench -p palisade-policy --bench compile
 	$(CARGO) build --release --workspace
 	target/release/palisade-bench
+	PALISADE_BIN_DIR=target/release tests/vm/run.sh --bench
+
+## bench-vm: the BPF LSM hot paths (ratios) in the QEMU/TCG guest; writes bench/results/<date>-vm.md.
+bench-vm:
+	$(CARGO) build --release --workspace
+	PALISADE_BIN_DIR=target/release tests/vm/run.sh --bench
 
 ## bench-smoke: a few iterations of everything, to keep `make bench` working (CI).
 bench-smoke:

@@ -41,7 +41,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct pal_path_key);
 	__type(value, struct pal_inode_rule);
@@ -49,16 +49,27 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct pal_path_key);
 	__type(value, struct pal_file_rule);
 } file_paths SEC(".maps");
 
+/* The last components of the by-path rules: bpf_d_path runs only for a file
+ * whose name is one of them, not on every open. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pal_name_key);
+	__type(value, __u8);
+} path_names SEC(".maps");
+
 /* Scratch for bpf_d_path: a path key is too big for the 512-byte stack. */
 struct pal_path_scratch {
-	struct pal_path_key key;
-	__s64 len; /* bpf_d_path's result: bytes used, NUL included */
+	struct pal_path_key key; /* the path, zero-filled after its NUL */
+	char raw[PAL_PATH_LEN];  /* bpf_d_path's output */
+	struct pal_name_key name;
 };
 
 struct {
@@ -171,39 +182,35 @@ static __always_inline int kind_matches(__u8 kind, __u32 depth)
 	return depth >= 1;
 }
 
-/* d_path builds the name at the end of the buffer and moves it to the
- * front, leaving a copy behind the NUL: zero it, or no key ever matches.
- * A bpf_loop callback, so the verifier checks one step, not 160. */
-static long zero_tail_step(__u32 index, void *ctx)
+/* The task's view of the file's path as a map key. d_path builds the name at
+ * the end of its buffer and moves it to the front, leaving a copy behind the
+ * NUL, so the key is a zeroed copy up to the NUL, or no key would ever match. */
+static __always_inline struct pal_path_key *full_path(struct file *file)
 {
 	__u32 zero = 0;
 	struct pal_path_scratch *s = bpf_map_lookup_elem(&path_scratch, &zero);
 	if (!s)
-		return 1;
-	__u64 i = index;
-	if ((__s64)i < s->len)
 		return 0;
-	/* The bound check sits right before the access, on the same register. */
-	barrier_var(i);
-	if (i >= PAL_PATH_LEN)
-		return 1;
-	s->key.path[i] = 0;
-	return 0;
+	if (bpf_d_path((struct path *)&file->f_path, s->raw, sizeof(s->raw)) < 0)
+		return 0;
+	__builtin_memset(&s->key, 0, sizeof(s->key));
+	bpf_probe_read_kernel_str(s->key.path, sizeof(s->key.path), s->raw);
+	return &s->key;
 }
 
-/* Fills the scratch key with the task's view of the file's path. */
-static __always_inline struct pal_path_key *path_of(struct file *file)
+/* The path key, only for files whose name some by-path rule ends with. */
+static __always_inline struct pal_path_key *rule_path(struct file *file)
 {
 	__u32 zero = 0;
 	struct pal_path_scratch *s = bpf_map_lookup_elem(&path_scratch, &zero);
 	if (!s)
 		return 0;
-	long n = bpf_d_path((struct path *)&file->f_path, s->key.path, sizeof(s->key.path));
-	if (n < 0)
+	__builtin_memset(&s->name, 0, sizeof(s->name));
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	bpf_probe_read_kernel_str(s->name.name, sizeof(s->name.name), BPF_CORE_READ(dentry, d_name.name));
+	if (!bpf_map_lookup_elem(&path_names, &s->name))
 		return 0;
-	s->len = n;
-	bpf_loop(PAL_PATH_LEN, zero_tail_step, 0, 0);
-	return &s->key;
+	return full_path(file);
 }
 
 struct pal_decision {
@@ -301,7 +308,7 @@ static __always_inline struct pal_decision decide_exec_file(struct pal_config *c
 			d.verdict = PAL_DENY;
 	}
 	if (may_use_d_path && cfg->path_rules) {
-		struct pal_path_key *key = path_of(file);
+		struct pal_path_key *key = rule_path(file);
 		struct pal_inode_rule *r = key ? bpf_map_lookup_elem(&exec_paths, key) : 0;
 		if (r) {
 			d.verdict = r->verdict;
@@ -437,7 +444,7 @@ int BPF_PROG(pal_lsm_file_open, struct file *file)
 		report_lsm(PAL_EV_LSM_FILE, &deep, file, PAL_FILE_TOO_DEEP | pending, 0);
 	}
 	if (cfg->path_rules) {
-		struct pal_path_key *key = path_of(file);
+		struct pal_path_key *key = rule_path(file);
 		struct pal_file_rule *r = key ? bpf_map_lookup_elem(&file_paths, key) : 0;
 		if (r) {
 			pending = wanted;
@@ -447,7 +454,7 @@ int BPF_PROG(pal_lsm_file_open, struct file *file)
 	if (d.verdict == PAL_ALLOW)
 		return 1;
 	/* The full path for the event (the generic report has the name only). */
-	struct pal_path_key *full = path_of(file);
+	struct pal_path_key *full = full_path(file);
 	return enforce(cfg, &d, PAL_EV_LSM_FILE, file, d.flags, full ? full->path : 0);
 }
 

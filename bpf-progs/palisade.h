@@ -117,6 +117,12 @@ struct pal_path_key {
 	char path[PAL_PATH_LEN];
 };
 
+/* The last component of a by-path rule's target, zero-filled, truncated to fit. */
+#define PAL_NAME_LEN 64
+struct pal_name_key {
+	char name[PAL_NAME_LEN];
+};
+
 struct pal_event {
 	__u64 ktime_ns; /* CLOCK_MONOTONIC */
 	__u32 kind;     /* enum pal_event_kind */

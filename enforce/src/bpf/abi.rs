@@ -134,6 +134,28 @@ impl PathKey {
     }
 }
 
+pub const NAME_LEN: usize = 64;
+
+/// The last component of a by-path rule, as the kernel side reads a dentry's
+/// name: at most NAME_LEN - 1 bytes, zero-filled.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NameKey {
+    pub name: [u8; NAME_LEN],
+}
+
+impl NameKey {
+    pub fn of_path(path: &str) -> Self {
+        let last = path.rsplit('/').next().unwrap_or(path).as_bytes();
+        let n = last.len().min(NAME_LEN - 1);
+        let mut key = NameKey {
+            name: [0; NAME_LEN],
+        };
+        key.name[..n].copy_from_slice(&last[..n]);
+        key
+    }
+}
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct RawEvent {
@@ -195,4 +217,19 @@ impl RawEvent {
 fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_keys_hold_the_last_component_truncated_like_the_kernel_read() {
+        let k = NameKey::of_path("/etc/ssl/private.key");
+        assert_eq!(&k.name[..12], b"private.key\0");
+        let long = format!("/x/{}", "a".repeat(100));
+        let k = NameKey::of_path(&long);
+        assert_eq!(k.name[NAME_LEN - 2], b'a');
+        assert_eq!(k.name[NAME_LEN - 1], 0);
+    }
 }

@@ -227,6 +227,7 @@ fn attach_inner(
         for (path, value) in &tables.exec_paths {
             if let Some(key) = PathKey::new(path) {
                 update("exec_paths", bytes_of(&key), bytes_of(value))?;
+                update("path_names", bytes_of(&NameKey::of_path(path)), &[1])?;
             }
         }
         for (key, value) in &tables.file_inodes {
@@ -235,6 +236,7 @@ fn attach_inner(
         for (path, value) in &tables.file_paths {
             if let Some(key) = PathKey::new(path) {
                 update("file_paths", bytes_of(&key), bytes_of(value))?;
+                update("path_names", bytes_of(&NameKey::of_path(path)), &[1])?;
             }
         }
     } else {
