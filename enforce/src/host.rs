@@ -5,20 +5,20 @@ use std::path::{Path, PathBuf};
 
 use landlock::{Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, ABI};
 use palisade_policy::Layer;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bpf;
 
 const MIN_LANDLOCK_ABI: i32 = 3;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Feature {
-    pub name: &'static str,
+    pub name: String,
     pub available: bool,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostLayers {
     pub features: Vec<Feature>,
     pub layers: BTreeSet<Layer>,
@@ -104,7 +104,7 @@ pub fn detect() -> HostLayers {
     let mut layers = BTreeSet::from([Layer::Caps]);
     let cgroup2 = cgroup2_mount();
     features.push(Feature {
-        name: "cgroup v2",
+        name: "cgroup v2".into(),
         available: cgroup2.is_some(),
         detail: cgroup2
             .as_ref()
@@ -113,7 +113,7 @@ pub fn detect() -> HostLayers {
     });
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
     features.push(Feature {
-        name: "BTF",
+        name: "BTF".into(),
         available: btf,
         detail: if btf {
             "/sys/kernel/btf/vmlinux".into()
@@ -124,7 +124,7 @@ pub fn detect() -> HostLayers {
     let lsm_list = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     let lsm = bpf::probe_lsm_cgroup();
     features.push(Feature {
-        name: "BPF LSM",
+        name: "BPF LSM".into(),
         available: lsm.is_ok(),
         detail: match &lsm {
             Ok(()) => "per-cgroup LSM programs load".into(),
@@ -161,7 +161,7 @@ pub fn detect() -> HostLayers {
     ] {
         let r = bpf::probe_programs(programs);
         features.push(Feature {
-            name,
+            name: name.into(),
             available: r.is_ok(),
             detail: match &r {
                 Ok(()) => "programs load".into(),
@@ -176,7 +176,7 @@ pub fn detect() -> HostLayers {
     // Write rules include truncate (ABI 3): an older Landlock cannot carry them as written.
     let landlock_usable = abi.is_some_and(|n| n >= MIN_LANDLOCK_ABI);
     features.push(Feature {
-        name: "Landlock",
+        name: "Landlock".into(),
         available: landlock_usable,
         detail: match abi {
             Some(n) if n >= MIN_LANDLOCK_ABI => format!("ABI {n} or later"),
@@ -191,7 +191,7 @@ pub fn detect() -> HostLayers {
     }
     let seccomp = seccomp_available();
     features.push(Feature {
-        name: "seccomp",
+        name: "seccomp".into(),
         available: seccomp,
         detail: if seccomp {
             "filter mode".into()
@@ -213,5 +213,121 @@ pub fn detect() -> HostLayers {
         layers,
         cgroup2,
         landlock_abi: abi,
+    }
+}
+
+/// What a probe found, for this boot of this kernel and these BPF objects.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedProbe {
+    boot_id: String,
+    kernel: String,
+    objects: String,
+    host: HostLayers,
+}
+
+pub const CACHE_FILE: &str = "host-layers.json";
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Identifies the BPF objects this binary loads: a new build probes again.
+fn objects_digest() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(bpf::OBJECT);
+    h.update(bpf::PROBE_LSM);
+    format!("{:x}", h.finalize())
+}
+
+/// Probing loads a dozen test programs (tens of milliseconds); a node's
+/// kernel does not change until it reboots, so a shim per container reuses
+/// the answer recorded for this boot, kernel and build under `dir`. Anything
+/// unreadable, stale or mismatched is probed again and rewritten. A wrong
+/// "available" can only make an attach fail, which stops the start.
+pub fn detect_cached(dir: &Path) -> HostLayers {
+    let path = dir.join(CACHE_FILE);
+    let (boot, kernel, objects) = (boot_id(), kernel_release(), objects_digest());
+    if let Some(cached) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CachedProbe>(&b).ok())
+    {
+        if !boot.is_empty()
+            && cached.boot_id == boot
+            && cached.kernel == kernel
+            && cached.objects == objects
+        {
+            return cached.host;
+        }
+    }
+    let host = detect();
+    let record = CachedProbe {
+        boot_id: boot,
+        kernel,
+        objects,
+        host,
+    };
+    if let Err(e) = write_atomically(&path, &record) {
+        tracing::debug!(error = %e, path = %path.display(), "host probe not cached");
+    }
+    record.host
+}
+
+fn write_atomically(path: &Path, record: &CachedProbe) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(record).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_is_reused_only_for_the_same_boot_kernel_and_build() {
+        let dir = std::env::temp_dir().join(format!("pal-hostcache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let fresh = detect_cached(&dir);
+        let path = dir.join(CACHE_FILE);
+        let mut record: CachedProbe =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(record.boot_id, boot_id());
+        assert_eq!(record.host.layers, fresh.layers);
+        // A record from another boot is not trusted: the probe runs again.
+        record.boot_id = "another-boot".into();
+        record.host.layers.clear();
+        std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+        assert_eq!(detect_cached(&dir).layers, fresh.layers);
+        // The same boot: the record is used as it is.
+        let mut record: CachedProbe =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        record.host.features.push(Feature {
+            name: "marker".into(),
+            available: true,
+            detail: String::new(),
+        });
+        std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+        assert!(detect_cached(&dir)
+            .features
+            .iter()
+            .any(|f| f.name == "marker"));
+        // Garbage is probed over.
+        std::fs::write(&path, b"{not json").unwrap();
+        assert_eq!(detect_cached(&dir).layers, fresh.layers);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

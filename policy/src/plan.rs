@@ -12,7 +12,9 @@ use crate::model::*;
 use crate::seccomp_profile::{self, add_alternative, FilterSpec, SeccompProfile, Verdict};
 
 /// The kernel mechanisms that can carry a rule (INTERFACE.md, event field `layer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layer {
     BpfLsm,

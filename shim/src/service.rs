@@ -56,7 +56,8 @@ fn timestamp(at: time::OffsetDateTime) -> MessageField<Timestamp> {
 
 impl Service {
     fn host(&self) -> &HostLayers {
-        self.host.get_or_init(host::detect)
+        self.host
+            .get_or_init(|| host::detect_cached(&self.settings.state_dir))
     }
 
     fn get(&self, id: &str) -> TtrpcResult<Arc<Container>> {

@@ -24,7 +24,7 @@ use abi::*;
 use tables::verdict_code;
 
 pub const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/palisade.bpf.o"));
-const PROBE_LSM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_lsm.bpf.o"));
+pub const PROBE_LSM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_lsm.bpf.o"));
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 pub const PIN_ROOT: &str = "/sys/fs/bpf/palisade";

@@ -80,7 +80,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         ..Default::default()
     };
     let user = args.user.as_deref().map(parse_user).transpose()?;
-    let host = host::detect();
+    let host = host::detect_cached(&args.state_dir);
     let spec = WorkloadSpec {
         id: id.clone(),
         plan: &plan,
