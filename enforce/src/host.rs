@@ -156,7 +156,7 @@ pub fn detect() -> HostLayers {
         (
             "tp_btf exec guard",
             Layer::ExecGuard,
-            &["pal_exec_guard", "pal_sys_enter", "pal_sys_exit"][..],
+            &["pal_exec_guard", "pal_sys_exit"][..],
         ),
     ] {
         let r = bpf::probe_programs(programs);
@@ -225,7 +225,8 @@ struct CachedProbe {
     host: HostLayers,
 }
 
-pub const CACHE_FILE: &str = "host-layers.json";
+/// Under the state directory, beside (not among) the workloads' status files.
+pub const CACHE_FILE: &str = "cache/host-layers.json";
 
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")

@@ -36,7 +36,7 @@ const SOCKET_PROGRAMS: &[&str] = &[
     "pal_sendmsg6",
     "pal_sock_create",
 ];
-const TRACING_PROGRAMS: &[&str] = &["pal_exec_guard", "pal_sys_enter", "pal_sys_exit"];
+const TRACING_PROGRAMS: &[&str] = &["pal_exec_guard", "pal_sys_exit"];
 /// lsm_cgroup programs: attached to the workload's cgroup like the socket programs.
 const LSM_PROGRAMS: &[&str] = &[
     "pal_lsm_bprm_check",

@@ -156,9 +156,14 @@ pub fn spec_seccomp(spec: &Spec) -> Result<Option<SeccompProfile>> {
     Ok(profile)
 }
 
-fn executor(args: &Args, spec: &Spec, cgroup_procs_fd: Option<i32>) -> Result<PalisadeExecutor> {
+fn executor(
+    args: &Args,
+    plans: Vec<Plan>,
+    spec: &Spec,
+    cgroup_procs_fd: Option<i32>,
+) -> Result<PalisadeExecutor> {
     Ok(PalisadeExecutor {
-        plans: load_plans(args)?,
+        plans,
         spec_seccomp: spec_seccomp(spec)?,
         setid_by_seccomp: !args.flag("--bpf-lsm"),
         cgroup_procs_fd,
@@ -239,11 +244,12 @@ fn exec_capabilities(spec: &Spec, plans: &[Plan]) -> Option<Vec<String>> {
 
 fn create(args: &Args) -> Result<()> {
     let bundle = PathBuf::from(args.need("--bundle")?);
-    for plan in load_plans(args)? {
-        narrow_spec(&bundle.join("config.json"), &plan)?;
+    let plans = load_plans(args)?;
+    for plan in &plans {
+        narrow_spec(&bundle.join("config.json"), plan)?;
     }
     let spec = Spec::load(bundle.join("config.json")).context("read config.json")?;
-    let exec = executor(args, &spec, None)?;
+    let exec = executor(args, plans, &spec, None)?;
     let container = builder(args)?
         .with_executor(exec)
         .as_init(&bundle)
@@ -314,7 +320,12 @@ fn exec(args: &Args) -> Result<()> {
                 .with_context(|| format!("open {p}"))
         })
         .transpose()?;
-    let exec = executor(args, &spec, procs.map(|f| f.into_raw_fd()))?;
+    let exec = executor(
+        args,
+        load_plans(args)?,
+        &spec,
+        procs.map(|f| f.into_raw_fd()),
+    )?;
     let caps = exec_capabilities(&spec, &exec.plans);
     let no_new_privs =
         process.no_new_privileges || exec.plans.iter().any(|p| p.privileges.no_new_privileges);

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -453,8 +454,90 @@ impl Drop for Containerd {
         for m in ours {
             let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
         }
+        // The runtimes (runc as well as the shim) make a parent cgroup for the
+        // namespace in every hierarchy and leave it, as runc does for `default`.
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            remove_empty_cgroups(&hierarchy.path().join(&self.namespace));
+        }
+        remove_empty_cgroups(&Path::new("/sys/fs/cgroup").join(&self.namespace));
         if std::env::var_os("PALISADE_KEEP_TEST_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// rmdir of a cgroup and its children, deepest first; one that still has
+/// processes or children refuses, so only what is unused goes.
+fn remove_empty_cgroups(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_cgroups(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// One containerd shared by the tests of a test binary, which take turns.
+/// Statics are never dropped, so the first use registers an exit hook that
+/// drops it: the daemon, its shims, mounts and directory go when the test
+/// binary exits, whether its tests passed or not.
+pub struct Shared {
+    cell: Mutex<Option<Containerd>>,
+    started: Once,
+}
+
+/// The shared containerd, held for one test.
+pub struct SharedGuard(MutexGuard<'static, Option<Containerd>>);
+
+impl std::ops::Deref for SharedGuard {
+    type Target = Containerd;
+    fn deref(&self) -> &Containerd {
+        self.0
+            .as_ref()
+            .expect("the shared containerd is only taken at exit")
+    }
+}
+
+static LIVE: Mutex<Vec<&'static Mutex<Option<Containerd>>>> = Mutex::new(Vec::new());
+
+extern "C" fn drop_shared_at_exit() {
+    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    for cell in live {
+        drop(cell.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+impl Shared {
+    pub const fn new() -> Self {
+        Self {
+            cell: Mutex::new(None),
+            started: Once::new(),
+        }
+    }
+
+    pub fn get(&'static self, start: impl FnOnce() -> Containerd) -> SharedGuard {
+        self.started.call_once(|| {
+            *self.cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(start());
+            let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+            if live.is_empty() {
+                // SAFETY: registers a plain function that captures nothing.
+                unsafe { libc::atexit(drop_shared_at_exit) };
+            }
+            live.push(&self.cell);
+        });
+        SharedGuard(self.cell.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
     }
 }

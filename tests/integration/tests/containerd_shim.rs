@@ -1,21 +1,17 @@
 //! containerd-shim-palisade-v2 under a private containerd, driven by ctr.
 
-use std::sync::{Mutex, OnceLock};
-
-use palisade_integration::containerd::{build_image, Containerd};
+use palisade_integration::containerd::{build_image, Containerd, Shared, SharedGuard};
 use palisade_integration::*;
 
 /// One containerd and one image for the whole file; tests take turns.
-fn ctrd() -> std::sync::MutexGuard<'static, Containerd> {
-    static CTRD: OnceLock<Mutex<Containerd>> = OnceLock::new();
-    CTRD.get_or_init(|| {
+fn ctrd() -> SharedGuard {
+    static CTRD: Shared = Shared::new();
+    CTRD.get(|| {
         let c = Containerd::start("shim");
         let archive = build_image(&c.dir, None);
         c.import_image(&archive);
-        Mutex::new(c)
+        c
     })
-    .lock()
-    .unwrap_or_else(|e| e.into_inner())
 }
 
 fn out(o: &std::process::Output) -> String {
@@ -280,7 +276,20 @@ fn killing_the_shim_leaves_the_running_container_confined() {
     let pins = std::fs::read_dir("/sys/fs/bpf/palisade")
         .map(|d| d.count())
         .unwrap_or(0);
+    // An operator still sees the orphaned container and its policy.
+    let status = std::process::Command::new(palisade_integration::palisade())
+        .args(["status", "--state-dir"])
+        .arg(c.state_dir())
+        .output()
+        .expect("palisade status");
     c.pause(false);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("shim-crash") && l.contains("sha256:")),
+        "palisade status must list the container whose shim died: {status}"
+    );
     let outcome = outcome.expect("the container keeps running without its shim");
     assert!(
         outcome.contains("DENIED"),

@@ -3,16 +3,13 @@
 //! attacks run as ExecSync sessions (kubectl exec), side by side with runc.
 
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
 
-use palisade_integration::containerd::{Containerd, IMAGE};
+use palisade_integration::containerd::{Containerd, Shared, SharedGuard, IMAGE};
 use palisade_integration::*;
 
-fn cri() -> std::sync::MutexGuard<'static, Containerd> {
-    static CTRD: OnceLock<Mutex<Containerd>> = OnceLock::new();
-    CTRD.get_or_init(|| Mutex::new(Containerd::start_cri("cri")))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+fn cri() -> SharedGuard {
+    static CTRD: Shared = Shared::new();
+    CTRD.get(|| Containerd::start_cri("cri"))
 }
 
 /// The entrypoint is the app itself (a listener); only it may run.

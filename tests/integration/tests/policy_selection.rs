@@ -4,18 +4,17 @@
 //! containerd's runtime option ConfigPath (`ctr run --runtime-config-path`).
 
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
 
 use palisade_integration::containerd::{
-    build_image, build_named_image, Containerd, IMAGE, RUNTIME,
+    build_image, build_named_image, Containerd, Shared, SharedGuard, IMAGE, RUNTIME,
 };
 
 const LABELLED: &str = "docker.io/library/palisade-labelled:latest";
 use palisade_integration::*;
 
-fn ctrd() -> std::sync::MutexGuard<'static, Containerd> {
-    static CTRD: OnceLock<Mutex<Containerd>> = OnceLock::new();
-    CTRD.get_or_init(|| {
+fn ctrd() -> SharedGuard {
+    static CTRD: Shared = Shared::new();
+    CTRD.get(|| {
         let c = Containerd::start("select");
         c.import_image(&build_image(&c.dir, None));
         c.import_image(&build_named_image(
@@ -24,10 +23,8 @@ fn ctrd() -> std::sync::MutexGuard<'static, Containerd> {
             None,
             Some("from-label"),
         ));
-        Mutex::new(c)
+        c
     })
-    .lock()
-    .unwrap_or_else(|e| e.into_inner())
 }
 
 fn policy(name: &str, spec: &str) -> String {

@@ -577,13 +577,13 @@ fn nothing_is_left_behind_after_runs_and_failed_starts() {
         "{err}"
     );
     assert_eq!(count_kernel_objects(), before);
-    // The host probe's record is kept for the boot on purpose; workload state is not.
+    // The host probe's record (cache/) is kept for the boot on purpose; workload state is not.
     let left: Vec<String> = std::fs::read_dir(s.path("state"))
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "host-layers.json")
+        .filter(|n| n != "cache")
         .collect();
     assert!(left.is_empty(), "state files left: {left:?}");
 }

@@ -158,6 +158,7 @@ fn hot_paths(s: &Scratch, quick: bool) -> Value {
 
 fn timed_run(c: &Containerd, runtime: &str, id: &str, policy: Option<&str>) -> f64 {
     let start = Instant::now();
+
     let ann: Vec<(&str, &str)> = policy
         .map(|p| vec![("palisade.dev/policy-inline", p)])
         .unwrap_or_default();
@@ -182,10 +183,13 @@ fn container_start(c: &Containerd, quick: bool) -> Value {
     ];
     let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut launched: BTreeMap<String, (&str, time::OffsetDateTime)> = BTreeMap::new();
     for i in 0..pairs {
         let mut runc_ms = 0.0;
         for (name, runtime, policy) in &variants {
-            let ms = timed_run(c, runtime, &format!("bench-{i}-{}", name.len()), *policy);
+            let id = format!("bench-{i}-{}", name.len());
+            launched.insert(id.clone(), (*name, time::OffsetDateTime::now_utc()));
+            let ms = timed_run(c, runtime, &id, *policy);
             if *runtime == RUNC {
                 runc_ms = ms;
             } else {
@@ -194,8 +198,31 @@ fn container_start(c: &Containerd, quick: bool) -> Value {
             times.entry(name).or_default().push(ms);
         }
     }
-    // Create -> confined: from the events, against each container's ctr start.
     let mut out = serde_json::Map::new();
+    // Launch -> confined: the `confined` event's time against the moment `ctr run`
+    // was started for that container (so it includes ctr, containerd and the shim's
+    // own start, which runc's shim pays too, as well as policy compile and attach).
+    let mut to_confined: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for ev in c.events() {
+        if ev["kind"] != "confined" {
+            continue;
+        }
+        let (Some(id), Some(at)) = (ev["container_id"].as_str(), ev["time"].as_str()) else {
+            continue;
+        };
+        let Some((variant, start)) = launched.get(id) else {
+            continue;
+        };
+        let Ok(at) =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        else {
+            continue;
+        };
+        to_confined
+            .entry(*variant)
+            .or_default()
+            .push((at - *start).as_seconds_f64() * 1000.0);
+    }
     for (name, _, _) in &variants {
         let mut row = serde_json::Map::new();
         row.insert(
@@ -205,19 +232,33 @@ fn container_start(c: &Containerd, quick: bool) -> Value {
         if let Some(r) = ratios.remove(name) {
             row.insert("per_pair_ratio_median".into(), json!(median(r)));
         }
+        if let Some(v) = to_confined.remove(name) {
+            row.insert("launch_to_confined_event_ms".into(), json!(median(v)));
+        }
         out.insert((*name).into(), Value::Object(row));
     }
     out.insert("pairs".into(), json!(pairs));
     Value::Object(out)
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A `Key:  N kB` line of a /proc/<pid> file.
+fn proc_kib(pid: i32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// Proportional set size: pages shared between shims (the binary's text) are
+/// split among them, which is what each container really costs a node.
+fn pss_kib(pid: i32) -> u64 {
+    proc_kib(pid, "smaps_rollup", "Pss:")
 }
 
 fn shim_pids(binary: &str, namespace: &str) -> Vec<i32> {
@@ -268,6 +309,11 @@ fn memory(c: &Containerd, quick: bool) -> Value {
                 format!("{name}_rss_kib_per_container"),
                 json!(total as f64 / count as f64),
             );
+            let total_pss: u64 = pids.iter().map(|p| pss_kib(*p)).sum();
+            row.insert(
+                format!("{name}_pss_kib_per_container"),
+                json!(total_pss as f64 / count as f64),
+            );
             row.insert(format!("{name}_shims"), json!(pids.len()));
             for id in ids {
                 let _ = c.ctr(&["tasks", "kill", "-s", "SIGKILL", &id]);
@@ -281,6 +327,11 @@ fn memory(c: &Containerd, quick: bool) -> Value {
             .unwrap_or(0.0)
             / row["runc_rss_kib_per_container"].as_f64().unwrap_or(1.0);
         row.insert("ratio".into(), json!(ratio));
+        let pss_ratio = row["palisade_pss_kib_per_container"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / row["runc_pss_kib_per_container"].as_f64().unwrap_or(1.0);
+        row.insert("pss_ratio".into(), json!(pss_ratio));
         out.insert(format!("{count} container(s)"), Value::Object(row));
     }
     Value::Object(out)
