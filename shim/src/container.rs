@@ -4,11 +4,10 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use containerd_shim::monitor::{monitor_subscribe, wait_pid, Subscription, Topic};
@@ -175,7 +174,8 @@ pub struct Confined {
     pub info: WorkloadInfo,
     pub origin: String,
     pub cgroup: WorkloadCgroup,
-    stop_events: Arc<AtomicBool>,
+    /// Closing it ends the event reader, which drains the ring first.
+    stop_events: Mutex<Option<std::io::PipeWriter>>,
     reader: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -579,14 +579,14 @@ impl Container {
         )
         .context("write status")?;
 
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop_reader, stop) = std::io::pipe().context("event reader stop pipe")?;
         let reader = spawn_event_reader(
             pin_dir.join("events"),
             plan.clone(),
             info.clone(),
             tables,
             sink,
-            stop.clone(),
+            stop_reader,
         );
         info!(container = %id, policy = %plan.name, digest = %plan.digest, "confined");
         Ok(Confined {
@@ -594,7 +594,7 @@ impl Container {
             info,
             origin,
             cgroup: cgroup.clone(),
-            stop_events: stop,
+            stop_events: Mutex::new(Some(stop)),
             reader: Mutex::new(Some(reader)),
         })
     }
@@ -759,7 +759,12 @@ impl Container {
             at: time::OffsetDateTime::now_utc(),
         });
         for c in &self.confined {
-            c.stop_events.store(true, Ordering::SeqCst);
+            drop(
+                c.stop_events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(),
+            );
             if let Some(h) = c.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = h.join();
             }
@@ -894,7 +899,7 @@ fn spawn_event_reader(
     info: WorkloadInfo,
     tables: workload::ObserverTables,
     sink: EventSink,
-    stop: Arc<AtomicBool>,
+    stop: std::io::PipeReader,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let map = match MapHandle::from_pinned_path(&events_pin) {
@@ -924,9 +929,17 @@ fn spawn_event_reader(
             return;
         }
         let Ok(ring) = builder.build() else { return };
-        while !stop.load(Ordering::SeqCst) {
-            let _ = ring.poll(Duration::from_millis(100));
+        loop {
+            let stopped = crate::ring_wait::wait(&ring, stop.as_fd());
+            let _ = ring.consume();
+            match stopped {
+                Ok(false) => {}
+                Ok(true) => break,
+                Err(e) => {
+                    warn!(error = %e, "wait for events");
+                    break;
+                }
+            }
         }
-        let _ = ring.consume();
     })
 }

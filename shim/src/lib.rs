@@ -8,6 +8,7 @@ pub mod console;
 pub mod container;
 pub mod image_labels;
 pub mod policy_source;
+pub mod ring_wait;
 pub mod runtime;
 pub mod service;
 pub mod stats;

@@ -1,11 +1,11 @@
 //! `palisade run --policy FILE [--audit] -- CMD...`: confine a plain process
 //! exactly as a container would be, supervise it, release everything after.
 
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, RingBufferBuilder};
@@ -176,24 +176,20 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
     });
 
-    let status = {
+    // Every record of the workload is committed before its exit is seen, so
+    // one last consume after the exit misses nothing.
+    let exited = crate::ring_wait::pidfd(child_pid).context("pidfd of the workload")?;
+    if let Some(r) = &ring {
         loop {
-            if let Some(status) = child.try_wait().context("wait")? {
-                // Whatever the kernel queued before the exit.
-                std::thread::sleep(Duration::from_millis(20));
-                if let Some(r) = &ring {
-                    let _ = r.consume();
-                }
-                break status;
-            }
-            match &ring {
-                Some(r) => {
-                    let _ = r.poll(Duration::from_millis(50));
-                }
-                None => std::thread::sleep(Duration::from_millis(50)),
+            let done =
+                crate::ring_wait::wait(r, exited.as_fd()).context("wait for the workload")?;
+            let _ = r.consume();
+            if done {
+                break;
             }
         }
-    };
+    }
+    let status = child.wait().context("wait")?;
     drop(ring);
     confinement.release();
     Ok(status
