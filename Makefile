@@ -21,7 +21,7 @@ bpf:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > target/bpf/vmlinux.h
 	for o in palisade probe_lsm; do \
 	  clang -g -O2 -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -Itarget/bpf -Ibpf-progs \
-	    -c bpf-progs/$$o.bpf.c -o target/bpf/$$o.bpf.o || exit 1; done
+	    -c bpf-progs/$$o.bpf.c -o target/bpf/$$o.bpf.o && llvm-strip -g target/bpf/$$o.bpf.o || exit 1; done
 
 install: build
 	install -d $(PREFIX)/bin

@@ -23,6 +23,7 @@ fn main() {
     }
     let btf = std::env::var("PALISADE_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".into());
     println!("cargo:rerun-if-env-changed=PALISADE_BTF");
+    println!("cargo:rerun-if-env-changed=LLVM_STRIP");
     let vmlinux = Command::new("bpftool")
         .args(["btf", "dump", "file", &btf, "format", "c"])
         .output()
@@ -59,4 +60,16 @@ fn build_object(progs: &std::path::Path, out: &std::path::Path, arch: &str, obje
         .status()
         .unwrap_or_else(|e| panic!("clang is needed to build the BPF programs: {e}"));
     assert!(status.success(), "clang failed to build {object}.bpf.c");
+    // -g is what makes clang emit BTF; the DWARF beside it is five times the
+    // object's size and nothing reads it. Each shim carries and parses the
+    // object, so it goes (BTF and BTF.ext stay), as libbpf-bootstrap does.
+    let object_file = out.join(format!("{object}.bpf.o"));
+    let status = Command::new(std::env::var("LLVM_STRIP").unwrap_or_else(|_| "llvm-strip".into()))
+        .arg("-g")
+        .arg(&object_file)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("llvm-strip is needed to build the BPF programs (apt-get install llvm): {e}")
+        });
+    assert!(status.success(), "llvm-strip failed on {object}.bpf.o");
 }

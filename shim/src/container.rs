@@ -212,10 +212,26 @@ fn workload_id(namespace: &str, id: &str) -> String {
     format!("{namespace}-{id}").replace('.', "_")
 }
 
+/// The runtime helper is the `palisade` binary installed beside the shim:
+/// the long-lived shim then never maps libcontainer or containerd's gRPC
+/// client, which only the short-lived helper runs.
+fn helper_binary() -> Result<PathBuf> {
+    let shim = std::env::current_exe().context("own executable")?;
+    let helper = shim.with_file_name(runtime::HELPER_BINARY);
+    if !helper.is_file() {
+        bail!(
+            "the runtime helper {} is missing: install `{}` beside the shim (make install)",
+            helper.display(),
+            runtime::HELPER_BINARY
+        );
+    }
+    Ok(helper)
+}
+
 /// Runs the runtime helper; returns its stdout. Exits are collected through
 /// the shim crate's reaper, so the subscription exists before the spawn.
 fn helper(args: &[String]) -> Result<String> {
-    let exe = std::env::current_exe().context("own executable")?;
+    let exe = helper_binary()?;
     let sub = monitor_subscribe(Topic::Pid).map_err(|e| anyhow!("subscribe to exits: {e}"))?;
     let mut child = Command::new(exe)
         .arg(runtime::VERB)
@@ -243,6 +259,20 @@ fn helper(args: &[String]) -> Result<String> {
         bail!("{reason}");
     }
     Ok(out)
+}
+
+/// The container's image config labels, read by the helper through containerd's API.
+fn image_labels(address: &str, namespace: &str, id: &str) -> Result<HashMap<String, String>> {
+    let out = helper(&[
+        runtime::IMAGE_LABELS.into(),
+        "--address".into(),
+        address.into(),
+        "--namespace".into(),
+        namespace.into(),
+        "--id".into(),
+        id.into(),
+    ])?;
+    serde_json::from_str(&out).context("the helper's image labels")
 }
 
 fn read_annotations(bundle: &Path) -> Result<(serde_json::Value, HashMap<String, String>)> {
@@ -317,7 +347,7 @@ impl Container {
         let labels = if sandbox || decided || containerd_address.is_empty() {
             HashMap::new()
         } else {
-            crate::image_labels::image_labels(&containerd_address, &namespace, &id)
+            image_labels(&containerd_address, &namespace, &id)
                 .map_err(|e| anyhow!("container {id}: image labels: {e}"))?
         };
         let selected =

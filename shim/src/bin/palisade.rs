@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use palisade_enforce::events::DEFAULT_EVENTS_PATH;
 use palisade_shim::cli::{check_cmd, events_cmd, policy_cmd, run_cmd};
+use palisade_shim::runtime;
 
 #[derive(Parser)]
 #[command(name = "palisade", version, about = "Start workloads already confined")]
@@ -98,6 +99,12 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
+    // The shim's runtime helper (internal): stdout and stderr are the shim's to read.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(runtime::VERB) {
+        palisade_enforce::bpf::route_libbpf_logs();
+        std::process::exit(runtime::main(&args[2..]));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PALISADE_LOG"))
         .with_writer(std::io::stderr)

@@ -1,9 +1,11 @@
-//! The runtime helper: `containerd-shim-palisade-v2 palisade-runtime VERB ...`.
+//! The runtime helper: `palisade palisade-runtime VERB ...`, run by the shim.
 //!
 //! libcontainer forks; forking from the shim's multi-threaded ttrpc server
-//! is unsafe (runwasi and youki hit deadlocks), so the shim runs its own
-//! binary as a short-lived, single-threaded helper for every call that
-//! creates processes, as the runc shim runs runc.
+//! is unsafe (runwasi and youki hit deadlocks), so the shim runs the
+//! `palisade` binary beside it as a short-lived, single-threaded helper for
+//! every call that creates processes, as the runc shim runs runc. Image labels
+//! (containerd's gRPC API, an async client) are read there too, so the
+//! long-lived shim maps neither libcontainer nor that client.
 
 pub mod executor;
 
@@ -24,6 +26,10 @@ use serde::Deserialize;
 use executor::PalisadeExecutor;
 
 pub const VERB: &str = "palisade-runtime";
+/// The binary that serves as the helper (it carries libcontainer).
+pub const HELPER_BINARY: &str = "palisade";
+/// The helper verb that prints a container's image config labels as JSON.
+pub const IMAGE_LABELS: &str = "image-labels";
 
 /// Arguments as `--key value` pairs after the verb.
 struct Args(Vec<String>);
@@ -61,6 +67,7 @@ pub fn main(argv: &[String]) -> i32 {
         "start" => start(&args),
         "exec" => exec(&args),
         "delete" => delete(&args),
+        IMAGE_LABELS => image_labels(&args),
         other => Err(anyhow::anyhow!("unknown helper verb `{other}`")),
     };
     match result {
@@ -259,6 +266,17 @@ fn create(args: &Args) -> Result<()> {
         .context("create container")?;
     let pid = container.pid().context("container has no init pid")?;
     println!("{pid}");
+    Ok(())
+}
+
+fn image_labels(args: &Args) -> Result<()> {
+    let labels = crate::image_labels::image_labels(
+        args.need("--address")?,
+        args.need("--namespace")?,
+        args.need("--id")?,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    println!("{}", serde_json::to_string(&labels)?);
     Ok(())
 }
 

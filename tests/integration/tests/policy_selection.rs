@@ -430,7 +430,7 @@ fn a_policy_changed_between_validation_and_use_is_refused() {
     let file = dir.join("policy.yaml");
     std::fs::write(&file, policy("changed", "  syscalls: {deny: [ptrace]}\n")).unwrap();
     let validated = format!("sha256:{}", "0".repeat(64));
-    let out = std::process::Command::new(bin_dir().join("containerd-shim-palisade-v2"))
+    let out = std::process::Command::new(palisade())
         .args([
             "palisade-runtime",
             "create",
