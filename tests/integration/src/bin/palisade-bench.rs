@@ -117,7 +117,7 @@ fn hot_paths(s: &Scratch, quick: bool) -> Value {
             )
         })
         .collect();
-    let rounds = if quick { 1 } else { 5 };
+    let rounds = if quick { 1 } else { 9 };
     let mut results = serde_json::Map::new();
     for hp in &paths {
         let mut bare = Vec::new();
