@@ -100,6 +100,17 @@ const ATTACKS: &[Attack] = &[
     },
 ];
 
+/// The errno a refused call reported, by name, from the probe's last words.
+fn errno_name(text: &str) -> String {
+    let reason = text.split(':').next_back().unwrap_or("").trim();
+    let reason = reason.split(" (os error").next().unwrap_or(reason);
+    match reason {
+        "Permission denied" => "EACCES".to_string(),
+        "Operation not permitted" => "EPERM".to_string(),
+        other => other.chars().take(24).collect(),
+    }
+}
+
 fn main() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("palisade-demo: run as root (containerd, cgroups, BPF)");
@@ -154,16 +165,7 @@ fn main() {
             } else {
                 match o.status.code() {
                     Some(137) => "BLOCKED (killed)".to_string(),
-                    _ => format!(
-                        "BLOCKED ({})",
-                        text.split(':')
-                            .next_back()
-                            .unwrap_or("")
-                            .trim()
-                            .chars()
-                            .take(14)
-                            .collect::<String>()
-                    ),
+                    _ => format!("BLOCKED ({})", errno_name(&text)),
                 }
             }
         };
