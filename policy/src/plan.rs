@@ -294,7 +294,8 @@ pub fn compile(
     };
 
     let mut exec_rules = BTreeSet::new();
-    let process = spec.process.clone().unwrap_or_default();
+    let no_process = Default::default();
+    let process = spec.process.as_ref().unwrap_or(&no_process);
     for (rules, base) in [
         (&process.allow, RuleVerdict::Allow),
         (&process.deny, RuleVerdict::Deny),
@@ -334,7 +335,7 @@ pub fn compile(
         });
     }
 
-    let network = spec.network.clone();
+    let network = spec.network.as_ref();
     let egress = network
         .as_ref()
         .and_then(|n| n.egress.as_ref())
@@ -358,7 +359,8 @@ pub fn compile(
         },
     };
 
-    let syscalls = spec.syscalls.clone().unwrap_or_default();
+    let no_syscalls = Default::default();
+    let syscalls = spec.syscalls.as_ref().unwrap_or(&no_syscalls);
     let (profile_name, profile) = match &syscalls.profile {
         None => (None, None),
         Some(ProfileRef::Inline(p)) => (Some("inline".to_string()), Some(p.clone())),

@@ -78,7 +78,7 @@ struct HotPath {
 fn hot_paths(s: &Scratch, quick: bool) -> Value {
     let port = 9917u16;
     let mut listener = Command::new(probe())
-        .args(["listen", &format!("127.0.0.1:{port}")])
+        .args(["bench-listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .spawn()
         .expect("listener");

@@ -12,9 +12,34 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(1)
 }
 
+/// Benchmarks run on CPU 0 and their loopback listener on CPU 1: whether
+/// client and server share a core otherwise changes a connect's cost by more
+/// than anything being measured.
+fn pin_to_cpu(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
+/// Test and demo listeners on loopback: accept and close, forever.
+fn listen(addr: &str) {
+    let l = std::net::TcpListener::bind(addr).unwrap_or_else(|e| fail("listen", e));
+    // std listens with a backlog of 128; a connect loop on the other core
+    // outruns that. listen() again only raises the queue (to somaxconn).
+    // SAFETY: listen(2) on a socket this function owns.
+    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 4096) };
+    for c in l.incoming() {
+        drop(c);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    if arg(0).starts_with("bench-") {
+        pin_to_cpu(0);
+    }
     match arg(0).as_str() {
         "read" => match std::fs::File::open(arg(1)).and_then(|mut f| {
             let mut s = String::new();
@@ -152,16 +177,11 @@ fn main() {
                 start.elapsed().as_nanos() / u128::from(n.max(1))
             );
         }
-        "listen" => {
-            // Test and demo listeners on loopback: accept and close, forever.
-            let l = std::net::TcpListener::bind(arg(1)).unwrap_or_else(|e| fail("listen", e));
-            // std listens with a backlog of 128; a connect loop on the other core
-            // outruns that. listen() again only raises the queue (to somaxconn).
-            unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 4096) };
-            for c in l.incoming() {
-                drop(c);
-            }
+        "bench-listen" => {
+            pin_to_cpu(1);
+            listen(&arg(1));
         }
+        "listen" => listen(&arg(1)),
         "later" => {
             // For the supervisor-crash test: wait, then try, and record the outcome.
             std::thread::sleep(Duration::from_millis(arg(1).parse().unwrap_or(1000)));
