@@ -238,7 +238,8 @@ rm -f $W/orphan.out
 palisade run --policy $W/pol/shadow.yaml --id orphan --events $W/ev/orphan.jsonl -- \
 	sh -c "while [ ! -f $W/go ]; do sleep 0.2; done; $P read $W/etc/shadow > $W/orphan.out 2>&1" > /dev/null 2>&1 &
 supervisor=$!
-for i in $(seq 1 100); do [ -f /run/palisade/orphan.json ] && break; sleep 0.2; done
+# The status file is written before the workload is spawned: wait for the workload itself.
+for i in $(seq 1 100); do [ -n "$(cat /sys/fs/cgroup/palisade/orphan/cgroup.procs 2>/dev/null)" ] && break; sleep 0.2; done
 kill -9 $supervisor
 wait $supervisor 2>/dev/null
 touch $W/go

@@ -508,6 +508,14 @@ fn killing_the_supervisor_leaves_the_workload_confined_and_gc_releases_it() {
         || find(&s.events(), "confined", "container_id", "sigkill-test").is_some(),
         "the confined event",
     );
+    // The event is written before the spawn: wait for the workload itself.
+    wait_for(
+        || {
+            std::fs::read_to_string("/sys/fs/cgroup/unified/palisade/sigkill-test/cgroup.procs")
+                .is_ok_and(|p| !p.trim().is_empty())
+        },
+        "the workload in its cgroup",
+    );
     supervisor.kill().unwrap();
     supervisor.wait().unwrap();
     wait_for(
