@@ -178,8 +178,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     // Every record of the workload is committed before its exit is seen, so
     // one last consume after the exit misses nothing.
-    let exited = crate::ring_wait::pidfd(child_pid).context("pidfd of the workload")?;
     if let Some(r) = &ring {
+        let exited = crate::ring_wait::pidfd(child_pid).context("pidfd of the workload")?;
         loop {
             let done =
                 crate::ring_wait::wait(r, exited.as_fd()).context("wait for the workload")?;

@@ -325,16 +325,17 @@ fn memory(c: &Containerd, quick: bool) -> Value {
                 let _ = c.ctr(&["containers", "delete", &id]);
             }
         }
-        let ratio = row["palisade_rss_kib_per_container"]
-            .as_f64()
-            .unwrap_or(0.0)
-            / row["runc_rss_kib_per_container"].as_f64().unwrap_or(1.0);
-        row.insert("ratio".into(), json!(ratio));
-        let pss_ratio = row["palisade_pss_kib_per_container"]
-            .as_f64()
-            .unwrap_or(0.0)
-            / row["runc_pss_kib_per_container"].as_f64().unwrap_or(1.0);
-        row.insert("pss_ratio".into(), json!(pss_ratio));
+        let ratio = |metric: &str| {
+            row[&format!("palisade_{metric}_kib_per_container")]
+                .as_f64()
+                .unwrap_or(0.0)
+                / row[&format!("runc_{metric}_kib_per_container")]
+                    .as_f64()
+                    .unwrap_or(1.0)
+        };
+        let (rss, pss) = (ratio("rss"), ratio("pss"));
+        row.insert("ratio".into(), json!(rss));
+        row.insert("pss_ratio".into(), json!(pss));
         out.insert(format!("{count} container(s)"), Value::Object(row));
     }
     Value::Object(out)
